@@ -1,0 +1,4 @@
+"""`python -m facevae ...` (what torchrun launches)."""
+from facevae.cli import main
+
+main()

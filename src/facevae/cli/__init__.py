@@ -1,0 +1,20 @@
+"""`facevae` command line. Each module below adds its commands to the shared Typer app."""
+from __future__ import annotations
+
+import sys
+
+from facevae.cli.app import app
+from facevae.cli import core  # noqa: F401  (train, sample, reconstruct)
+from facevae.errors import FacevaeError
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except FacevaeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; --resume continues", file=sys.stderr)
+        sys.exit(130)

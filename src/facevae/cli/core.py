@@ -1,0 +1,104 @@
+"""train, sample, reconstruct."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from facevae.cli.app import app
+from facevae.config import RunConfig
+from facevae.errors import FacevaeError
+
+CkptOpt = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model.")
+DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+
+
+def build_config(config: Optional[Path], sets: list[str], epochs: Optional[int], max_steps: Optional[int],
+                 base: RunConfig | None = None) -> RunConfig:
+    cfg = RunConfig.load(config) if config else (base or RunConfig())
+    extra = list(sets)
+    if epochs is not None:
+        extra.append(f"train.epochs={epochs}")
+    if max_steps is not None:
+        extra.append(f"train.max_steps={max_steps}")
+    return cfg.override(extra) if extra else cfg
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="CelebA root (holding img_align_celeba/) or a folder of face images."),
+    out: Path = typer.Option(..., "--out", help="Run folder for config, checkpoints, logs and pictures."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections data, model, loss, train)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set model.latent_dim=64 (repeatable)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to train (train.epochs)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    device: str = DeviceOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a VAE (or a plain autoencoder: --set model.kind=ae) on CelebA."""
+    from facevae.training.distributed import train_maybe_distributed
+    from facevae.training.run import check_resume, saved_config
+
+    # a resumed run starts from its own saved config; --set/--epochs/--max-steps still apply
+    base = saved_config(out) if resume and not config else None
+    cfg = build_config(config, set_, epochs, max_steps, base=base)
+    if resume:
+        check_resume(out, cfg)
+    result = train_maybe_distributed(data, out, cfg, resume=resume, device=device, progress=progress)
+    if result is not None:
+        typer.echo(f"trained to step {result.step} ({result.skipped_steps} skipped); last losses "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in result.last.items()) + f"; run folder {out}")
+
+
+@app.command()
+def sample(
+    ckpt: Optional[Path] = CkptOpt,
+    n: int = typer.Option(64, "--n", min=1, max=100_000, help="Number of faces."),
+    out: Path = typer.Option(Path("samples.png"), "--out", help="Grid PNG to write."),
+    seed: int = typer.Option(0, "--seed"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Scale of the latent noise."),
+    sampler: str = typer.Option("prior", "--sampler", help="prior, gaussian or gmm (fitted to the training latents)."),
+    components: int = typer.Option(10, "--components", min=1, help="GMM components (--sampler gmm)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data to fit a sampler on, when none is stored yet."),
+    device: str = DeviceOpt,
+) -> None:
+    """Generate new faces and write them as a grid PNG."""
+    from facevae.generate import generate
+    from facevae.viz.grid import save_grid
+
+    _check_out(out)
+    images = generate(ckpt, n=n, seed=seed, temperature=temperature, sampler=sampler, components=components,
+                      data=data, device=device)
+    save_grid(images, out)
+    typer.echo(f"wrote {n} faces to {out}")
+
+
+@app.command()
+def reconstruct(
+    ckpt: Optional[Path] = CkptOpt,
+    images: List[Path] = typer.Option([], "--images", help="Image files to reconstruct (repeatable)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="CelebA root to take images from."),
+    split: str = typer.Option("valid", "--split", help="train, valid or test (with --data)."),
+    n: int = typer.Option(8, "--n", min=1, max=1024, help="Images to take from --data."),
+    out: Path = typer.Option(Path("reconstructions.png"), "--out", help="PNG: originals above reconstructions."),
+    device: str = DeviceOpt,
+) -> None:
+    """Reconstruct faces: originals above their reconstructions."""
+    from facevae.generate import reconstruct as run_reconstruct
+    from facevae.viz.grid import pairs_grid, save_image
+
+    if bool(images) == bool(data):
+        raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
+    _check_out(out)
+    originals, recons = run_reconstruct(ckpt, images=images, data=data, split=split, n=n, device=device)
+    save_image(pairs_grid(originals, recons), out)
+    typer.echo(f"wrote {len(originals)} reconstructions to {out}")
+
+
+def _check_out(out: Path) -> None:
+    if out.is_dir():
+        raise FacevaeError(f"--out {out} is a folder: give a file name such as {out / 'grid.png'}")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise FacevaeError(f"--out {out} must end in .png, .jpg or .webp")

@@ -1,0 +1,209 @@
+"""Typed, frozen run configuration: YAML in and out, `--set key=value` overrides.
+
+One `RunConfig` travels from the CLI into every checkpoint; each builder gets only
+its own part (`cfg.data`, `cfg.model`, `cfg.loss`, `cfg.train`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facevae.errors import FacevaeError
+
+SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    crop: int = 148  # center crop of the 178x218 aligned image, before resizing
+    flip: bool = True  # random horizontal flip while training
+    draft: bool = False  # JPEG draft-mode decoding (faster, slightly different pixels)
+    workers: int = 0  # cache-build processes; 0 = one per core
+    val_fraction: float = 0.02  # plain image folders only: share kept for validation
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "vae"  # "vae" or "ae" (deterministic autoencoder, same nets)
+    image_size: int = 64
+    widths: tuple[int, ...] = (32, 64, 128, 256, 512)
+    latent_dim: int = 128
+    norm: str = "batch"  # batch | group | none
+    activation: str = "leaky_relu"
+    dropout: float = 0.0
+    block: str = "conv"  # conv (seed style) | resnet
+    res_blocks: int = 1  # residual blocks per stage when block == "resnet"
+    learned_sigma: bool = False  # decoder learns one Gaussian sigma (recon = "mse")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    recon: str = "bce"  # bce | mse | l1
+    sigma: float = 1.0  # Gaussian sigma (mse) or Laplace scale (l1) when not learned
+    beta: float = 1.0
+    kl_warmup_steps: int = 0  # beta ramps linearly from 0 over this many steps
+    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0  # 0 = no limit
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    grad_clip: float = 0.0  # max global grad norm; 0 = off
+    ema_decay: float = 0.0  # 0 = no EMA weights
+    precision: str = "bf16"  # fp32 | bf16 | fp16 (autocast on CUDA only; CPU runs fp32)
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    seed: int = 0
+    log_every: int = 25
+    ckpt_every: int = 500  # steps; a checkpoint is also written at each epoch end
+    val_batches: int = 8  # validation batches per epoch (0 = whole split)
+    grid_images: int = 8  # fixed validation faces in the per-epoch reconstruction grid
+    nan_patience: int = 20  # consecutive non-finite steps that stop the run
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        m = self.model
+        if m.image_size not in SUPPORTED_IMAGE_SIZES:
+            raise FacevaeError(
+                f"unsupported image size {m.image_size}: use one of "
+                f"{', '.join(map(str, SUPPORTED_IMAGE_SIZES))} (--set model.image_size=64)"
+            )
+        if m.image_size % (2 ** len(m.widths)) or m.image_size < 2 ** len(m.widths):
+            raise FacevaeError(
+                f"model.widths has {len(m.widths)} stride-2 stages, too many for "
+                f"{m.image_size}x{m.image_size} images: use at most "
+                f"{m.image_size.bit_length() - 2} widths"
+            )
+        if m.learned_sigma and self.loss.recon != "mse":
+            raise FacevaeError("model.learned_sigma needs loss.recon=mse")
+        if self.data.crop < m.image_size:
+            raise FacevaeError(f"data.crop ({self.data.crop}) is smaller than the image size ({m.image_size})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        from facevae.io import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "RunConfig":
+        return _build(cls, raw or {}, prefix="").validate()
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise FacevaeError(f"config is not valid YAML ({e.__class__.__name__}); fix the file") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise FacevaeError("config must be a YAML mapping of sections (data, model, loss, train)")
+        return cls.from_dict(raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise FacevaeError(f"config file {p} does not exist: check the --config path")
+        return cls.from_yaml(p.read_text())
+
+    def override(self, assignments: list[str]) -> "RunConfig":
+        """Apply `section.key=value` strings (values parsed as YAML)."""
+        raw = self.to_dict()
+        for item in assignments:
+            key, sep, value = item.partition("=")
+            parts = key.strip().split(".")
+            if not sep or len(parts) != 2:
+                raise FacevaeError(f"--set {item!r} must look like section.key=value, e.g. model.latent_dim=64")
+            section, name = parts
+            if section not in raw or name not in raw[section]:
+                raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
+            raw[section][name] = yaml.safe_load(value) if value.strip() else ""
+        return RunConfig.from_dict(raw)
+
+
+def all_keys() -> list[str]:
+    return [f"{s.name}.{f.name}" for s in fields(RunConfig) for f in fields(s.default_factory)]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise FacevaeError(f"config section {prefix.rstrip('.')!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        key = prefix + unknown[0]
+        raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value or {}, prefix=f"{name}.")
+        else:
+            values[name] = _coerce(value, hint, prefix + name)
+    return replace(cls(), **values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+            return tuple(int(v) for v in value)
+        if origin in (typing.Union, types.UnionType):
+            return value
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, (bool, int)):
+                return bool(value)
+            raise ValueError
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise FacevaeError(f"config key {key!r} expects {getattr(hint, '__name__', hint)}, got {value!r}")

@@ -1,0 +1,150 @@
+"""Decode, crop and resize every image once into a memory-mapped uint8 array.
+
+The cache is keyed by the source folder, its file list and the preprocessing
+parameters, so a changed folder or setting gets a new cache. The build runs in
+worker processes, writes chunk by chunk and records finished chunks, so a killed
+build resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from facevae.data.celeba import FaceDataset
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write_text
+
+CACHE_VERSION = 1
+CELEBA_WIDTH = 178  # crop is given in pixels of the aligned 178x218 CelebA image
+CHUNK = 512
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FACEVAE_CACHE", Path.home() / ".cache" / "facevae"))
+
+
+def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False) -> np.ndarray:
+    """Center crop (in CelebA-width units, scaled to this image) then antialiased resize.
+
+    Returns uint8 (3, size, size).
+    """
+    w, h = img.size
+    c = min(crop * w / CELEBA_WIDTH, w, h)
+    if draft and img.format == "JPEG":
+        # let libjpeg decode at 1/2, 1/4 or 1/8 scale while the crop still covers `size`
+        scale = size / c
+        img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+        r = img.size[0] / w
+        w, h, c = img.size[0], img.size[1], c * r
+    img = img.convert("RGB")
+    left, top = (w - c) / 2, (h - c) / 2
+    out = img.resize((size, size), Image.BICUBIC, box=(left, top, left + c, top + c))
+    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            return preprocess_image(img, size, crop, draft)
+    except FileNotFoundError:
+        raise FacevaeError(f"image {path} does not exist: check the path") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise FacevaeError(
+            f"cannot read image {path} ({e.__class__.__name__}): it is corrupt or not an image; "
+            "replace or delete it and run again"
+        ) from None
+
+
+def _decode_chunk(paths: list[str], size: int, crop: int, draft: bool) -> np.ndarray:
+    return np.stack([load_image(Path(p), size, crop, draft) for p in paths])
+
+
+def cache_key(dataset: FaceDataset, size: int, crop: int, draft: bool) -> str:
+    names = hashlib.sha1("\n".join(dataset.filenames).encode()).hexdigest()
+    ident = json.dumps(
+        {"root": str(dataset.image_dir.resolve()), "files": names, "n": len(dataset),
+         "size": size, "crop": crop, "draft": draft, "v": CACHE_VERSION},
+        sort_keys=True,
+    )
+    return f"{dataset.image_dir.parent.name or 'data'}-{size}px-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
+
+
+def load_images(
+    dataset: FaceDataset,
+    size: int,
+    crop: int,
+    draft: bool = False,
+    cache_dir: Path | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """All images of `dataset` as a read-only memmap of uint8 (N, 3, size, size)."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    key = cache_key(dataset, size, crop, draft)
+    final = cache_dir / f"{key}.npy"
+    if not final.exists():
+        _build(dataset, size, crop, draft, cache_dir, key, workers, progress)
+    try:
+        return np.load(final, mmap_mode="r")
+    except (ValueError, OSError) as e:
+        raise FacevaeError(f"image cache {final} is damaged ({e}): delete it and run again") from None
+
+
+def _build(dataset, size, crop, draft, cache_dir: Path, key: str, workers: int, progress: bool) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial, done_file = cache_dir / f"{key}.npy.partial", cache_dir / f"{key}.done.json"
+    shape = (len(dataset), 3, size, size)
+    done: set[int] = set()
+    if partial.exists() and done_file.exists():
+        done = set(json.loads(done_file.read_text()))
+        arr = np.load(partial, mmap_mode="r+")
+        if arr.shape != shape:
+            done, arr = set(), None
+    else:
+        arr = None
+    if arr is None:
+        arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    n_chunks = math.ceil(len(dataset) / CHUNK)
+    todo = [c for c in range(n_chunks) if c not in done]
+    paths = [str(p) for p in dataset.paths()]
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(total=len(dataset), initial=len(dataset) - sum(_chunk_len(c, len(dataset)) for c in todo),
+               desc=f"caching {size}px images", unit="img", disable=not progress)
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_decode_chunk, paths[c * CHUNK:(c + 1) * CHUNK], size, crop, draft): c for c in todo}
+            for fut in as_completed(futures):
+                c = futures[fut]
+                arr[c * CHUNK:(c + 1) * CHUNK] = fut.result()
+                done.add(c)
+                if len(done) % 8 == 0 or len(done) == n_chunks:
+                    _record(arr, done, done_file)
+                bar.update(_chunk_len(c, len(dataset)))
+    except BaseException:
+        for f in futures if "futures" in locals() else ():
+            f.cancel()
+        _record(arr, done, done_file)  # keep finished chunks for the next run
+        raise
+    finally:
+        bar.close()
+    arr.flush()
+    del arr
+    os.replace(partial, cache_dir / f"{key}.npy")
+    done_file.unlink(missing_ok=True)
+
+
+def _chunk_len(c: int, n: int) -> int:
+    return min(CHUNK, n - c * CHUNK)
+
+
+def _record(arr: np.memmap, done: set[int], done_file: Path) -> None:
+    arr.flush()
+    atomic_write_text(done_file, json.dumps(sorted(done)))

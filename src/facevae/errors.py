@@ -1,0 +1,5 @@
+"""The one exception type that the CLI turns into a one-line message."""
+
+
+class FacevaeError(Exception):
+    """A problem with the user's input: the message says what is wrong and what to do."""

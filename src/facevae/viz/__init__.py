@@ -1,0 +1,1 @@
+"""Pictures: grids, plots, animations."""
