@@ -1,0 +1,1 @@
+"""Latent-space tools: encoding, attribute vectors, interpolation, projections."""
