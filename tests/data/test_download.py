@@ -169,7 +169,7 @@ def test_optional_file_is_fetched_when_named(server, tmp_path):
 def test_resume_asks_only_for_the_missing_bytes(server, tmp_path):
     half = len(FILES[ZIP]) // 2
     (tmp_path / f"{ZIP}.part").write_bytes(FILES[ZIP][:half])
-    download_celeba(tmp_path, manifest=_manifest(server), files=[ZIP], progress=False)
+    download_celeba(tmp_path, manifest=_manifest(server), files=[ZIP], progress=True)
     assert server.log == [{"name": ZIP, "range": f"bytes={half}-", "status": 206,
                            "sent": len(FILES[ZIP]) - half}]
     assert (tmp_path / ZIP).read_bytes() == FILES[ZIP]
@@ -333,10 +333,12 @@ def test_yaml_manifest_with_base_url(server, tmp_path):
 
 
 def test_base_url_overrides_the_manifests_urls(server, tmp_path):
-    entries = [{"name": n, "url": f"http://127.0.0.1:9/nowhere/{n}", "sha256": hashlib.sha256(FILES[n]).hexdigest()}
+    entries = [{"name": n, "url": f"http://127.0.0.1:9/nowhere/{n}",
+                "sha256": hashlib.sha256(FILES[n]).hexdigest()}
                for n in ("identity_CelebA.txt", "list_eval_partition.txt")]
     (tmp_path / "m.json").write_text(json.dumps(entries))
-    download_celeba(tmp_path / "root", manifest=tmp_path / "m.json", base_url=server.base + "/", progress=False)
+    download_celeba(tmp_path / "root", manifest=tmp_path / "m.json", base_url=server.base + "/",
+                    progress=False)
     assert sorted(server.names()) == ["identity_CelebA.txt", "list_eval_partition.txt"]
     assert (tmp_path / "root" / "identity_CelebA.txt").read_text() == TEXTS["identity_CelebA.txt"]
 
@@ -382,8 +384,9 @@ def test_cli_download(server, tmp_path):
 
 
 def test_cli_all_fetches_optional_files(server, tmp_path):
+    manifest = _write_manifest(server, tmp_path)
     result = CliRunner().invoke(data_app, ["download", "--root", str(tmp_path), "--base-url", server.base,
-                                           "--all", "-q", "--manifest", str(_write_manifest(server, tmp_path))])
+                                           "--all", "-q", "--manifest", str(manifest)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "list_bbox_celeba.txt").read_text() == TEXTS["list_bbox_celeba.txt"]
 

@@ -115,6 +115,13 @@ def test_missing_weights_raise_facevae_error(tmp_path):
     assert "--inception PATH" in str(err.value) and "\n" not in str(err.value)
 
 
+
+def test_corrupt_weights_raise_facevae_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a torchscript archive")
+    with pytest.raises(FacevaeError, match="--inception PATH"):
+        fid.load_inception(bad)
+
 @pytest.fixture(scope="module")
 def inception():
     path = fid.default_inception_path()

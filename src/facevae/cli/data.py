@@ -23,20 +23,24 @@ def _data() -> None:
 
 @data_app.command("download")
 def download(
-    root: Annotated[Path, typer.Option("--root", help="Folder to fill: ROOT/img_align_celeba/, ROOT/list_*.txt.")],
+    root: Annotated[Path, typer.Option(
+        "--root", metavar="DIR", help="Folder to fill: DIR/img_align_celeba/, DIR/list_*.txt.")],
     base_url: Annotated[Optional[str], typer.Option(
-        "--base-url", help="Fetch every file as BASE_URL/NAME (a mirror) instead of the official links.")] = None,
+        "--base-url", metavar="URL",
+        help="Fetch every file as URL/NAME (a mirror) instead of the official links.")] = None,
     manifest: Annotated[Optional[Path], typer.Option(
-        "--manifest", help="JSON/YAML list of files (name, url, md5 or sha256, unzip) replacing the default.")] = None,
+        "--manifest", metavar="FILE",
+        help="JSON/YAML list of files (name, url, md5 or sha256, unzip) replacing the default.")] = None,
     files: Annotated[Optional[list[str]], typer.Option(
-        "--file", help="Fetch only this manifest entry (repeatable), e.g. list_bbox_celeba.txt.")] = None,
+        "--file", metavar="NAME",
+        help="Fetch only this manifest entry (repeatable), e.g. list_bbox_celeba.txt.")] = None,
     all_files: Annotated[bool, typer.Option(
         "--all", help="Also fetch the optional files (bounding boxes, landmarks).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Download CelebA into ROOT, resuming partial downloads and skipping verified files."""
+    """Download CelebA into DIR, resuming partial downloads and skipping verified files."""
     # Imported here so that `facevae --help` stays fast.
-    from facevae.data.download import resolve_manifest, download_celeba
+    from facevae.data.download import download_celeba, resolve_manifest
 
     if all_files and not files:
         files = [e.name for e in resolve_manifest(manifest, base_url)]

@@ -7,6 +7,7 @@ build resumes where it stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -91,54 +92,82 @@ def load_images(
     key = cache_key(dataset, size, crop, draft)
     final = cache_dir / f"{key}.npy"
     if not final.exists():
-        _build(dataset, size, crop, draft, cache_dir, key, workers, progress)
+        with _build_lock(cache_dir, key):  # DDP ranks (or two commands) share one build
+            if not final.exists():
+                _build(dataset, size, crop, draft, cache_dir, key, workers, progress)
     try:
         return np.load(final, mmap_mode="r")
     except (ValueError, OSError) as e:
         raise FacevaeError(f"image cache {final} is damaged ({e}): delete it and run again") from None
 
 
+@contextlib.contextmanager
+def _build_lock(cache_dir: Path, key: str):
+    """An exclusive lock on the build of `key`; whoever waits finds the cache built when it gets the lock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, concurrent builds are the caller's business
+        yield
+        return
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = cache_dir / f"{key}.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+            # removed only once the cache exists, so no later process can start a second build
+            lock.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _build(dataset, size, crop, draft, cache_dir: Path, key: str, workers: int, progress: bool) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial, done_file = cache_dir / f"{key}.npy.partial", cache_dir / f"{key}.done.json"
     shape = (len(dataset), 3, size, size)
-    done: set[int] = set()
-    if partial.exists() and done_file.exists():
-        done = set(json.loads(done_file.read_text()))
-        arr = np.load(partial, mmap_mode="r+")
-        if arr.shape != shape:
-            done, arr = set(), None
-    else:
-        arr = None
-    if arr is None:
-        arr = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+    arr, done = _resume(partial, done_file, shape)
     n_chunks = math.ceil(len(dataset) / CHUNK)
     todo = [c for c in range(n_chunks) if c not in done]
     paths = [str(p) for p in dataset.paths()]
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
     bar = tqdm(total=len(dataset), initial=len(dataset) - sum(_chunk_len(c, len(dataset)) for c in todo),
                desc=f"caching {size}px images", unit="img", disable=not progress)
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(_decode_chunk, paths[c * CHUNK:(c + 1) * CHUNK], size, crop, draft): c for c in todo}
-            for fut in as_completed(futures):
-                c = futures[fut]
-                arr[c * CHUNK:(c + 1) * CHUNK] = fut.result()
-                done.add(c)
-                if len(done) % 8 == 0 or len(done) == n_chunks:
-                    _record(arr, done, done_file)
-                bar.update(_chunk_len(c, len(dataset)))
-    except BaseException:
-        for f in futures if "futures" in locals() else ():
-            f.cancel()
-        _record(arr, done, done_file)  # keep finished chunks for the next run
-        raise
+            try:
+                for fut in as_completed(futures):
+                    c = futures[fut]
+                    arr[c * CHUNK:(c + 1) * CHUNK] = fut.result()
+                    done.add(c)
+                    if len(done) % 8 == 0:
+                        _record(arr, done, done_file)
+                    bar.update(_chunk_len(c, len(dataset)))
+            except BaseException:
+                for f in futures:  # else leaving the pool would decode every queued chunk first
+                    f.cancel()
+                raise
+            finally:
+                _record(arr, done, done_file)  # finished chunks survive a failure or a kill
     finally:
         bar.close()
-    arr.flush()
     del arr
     os.replace(partial, cache_dir / f"{key}.npy")
     done_file.unlink(missing_ok=True)
+
+
+def _resume(partial: Path, done_file: Path, shape: tuple[int, ...]) -> tuple[np.memmap, set[int]]:
+    """The partial array and its recorded chunks, or a fresh array when there is nothing usable."""
+    if partial.exists() and done_file.exists():
+        try:
+            record = json.loads(done_file.read_text())
+            arr = np.load(partial, mmap_mode="r+")
+        except (ValueError, OSError):
+            record, arr = None, None
+        # chunk numbers only mean something with the chunk size they were recorded with
+        if isinstance(record, dict) and record.get("chunk") == CHUNK and arr is not None and arr.shape == shape:
+            return arr, set(record["done"])
+    return np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape), set()
 
 
 def _chunk_len(c: int, n: int) -> int:
@@ -146,5 +175,5 @@ def _chunk_len(c: int, n: int) -> int:
 
 
 def _record(arr: np.memmap, done: set[int], done_file: Path) -> None:
-    arr.flush()
-    atomic_write_text(done_file, json.dumps(sorted(done)))
+    arr.flush()  # pixels on disk before the record claims them
+    atomic_write_text(done_file, json.dumps({"chunk": CHUNK, "done": sorted(done)}))

@@ -228,6 +228,7 @@ def _download(entry: RemoteFile, part: Path, progress: bool) -> None:
     except urllib.error.HTTPError as exc:
         # 416 on a resume: the .part is already whole (killed before the rename).
         if exc.code == 416 and offset:
+            exc.close()
             return
         raise _network_error(entry, part, f"HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:

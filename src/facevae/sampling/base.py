@@ -56,7 +56,7 @@ class Sampler(ABC):
 
     @abstractmethod
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Adopt already-validated fitted tensors."""
+        """Adopt fitted tensors (any device), raising FacevaeError if their shapes do not fit."""
 
     def options(self) -> dict[str, Any]:
         """JSON-able constructor keywords, so `type(self)(**options())` is an unfitted twin."""

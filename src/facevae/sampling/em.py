@@ -12,14 +12,22 @@ from dataclasses import dataclass
 
 import torch
 
-from facevae.sampling.linalg import cholesky_with_jitter, data_scale, inverse_tril, log_normaliser, weighted_log_prob
+from facevae.sampling.linalg import (
+    cholesky_with_jitter,
+    data_scale,
+    ieee_float32_matmul,
+    inverse_tril,
+    log_normaliser,
+    weighted_log_prob,
+)
 
-# Dropping responsibilities below this changes each component's statistics by
-# at most 1e-9 of a point's weight: invisible, yet it skips most of the M-step.
+# A point whose responsibility is below this carries under 1e-9 of its weight to
+# the component: dropping it is invisible, yet skips most of the M-step.
 RESP_FLOOR = 1e-9
 KMEANS_ITERS = 20
+KMEANS_ROWS = 20_000
 _CPU_CHUNK_ELEMENTS = 1 << 22  # (k, rows, d) float32 blocks of 16 MB stay cache- and RAM-friendly
-_CUDA_CHUNK_ELEMENTS = 1 << 26
+_CUDA_CHUNK_ELEMENTS = 1 << 25  # 128 MB float32 temporaries
 _M_STEP_ROWS = 1 << 16
 
 
@@ -43,12 +51,20 @@ class FitResult:
 def fit_mixture(latents: torch.Tensor, k: int, *, max_iter: int, tol: float, reg_covar: float,
                 diagonal: bool, seed: int, dtype: torch.dtype) -> FitResult:
     """EM from a k-means++ start; stops when the mean log-likelihood moves less than `tol`."""
-    centre = latents.to(torch.float64).mean(0)
-    x = (latents.to(torch.float64) - centre).to(dtype) if dtype == torch.float64 else (latents - centre.to(latents.dtype)).to(dtype)
+    centre = latents.mean(0, dtype=torch.float64)
+    work = torch.promote_types(latents.dtype, dtype)
+    x = (latents.to(work) - centre.to(work)).to(dtype)
     reg = reg_covar * data_scale(x)
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    labels = kmeans_labels(x, k, gen)
-    mix = m_step(x, torch.nn.functional.one_hot(labels, k).mT.to(dtype), None, reg, diagonal)
+    with ieee_float32_matmul():
+        result = _run_em(x, kmeans_labels(x, k, gen), k, max_iter, tol, reg, diagonal)
+    result.mixture.means = result.mixture.means + centre
+    return result
+
+
+def _run_em(x: torch.Tensor, labels: torch.Tensor, k: int, max_iter: int, tol: float, reg: float,
+            diagonal: bool) -> FitResult:
+    mix = m_step(x, torch.nn.functional.one_hot(labels, k).mT.to(x.dtype).contiguous(), None, reg, diagonal)
     prev, converged, it = -float("inf"), False, 0
     for it in range(max_iter + 1):
         resp, ll = e_step(x, mix)
@@ -56,7 +72,6 @@ def fit_mixture(latents: torch.Tensor, k: int, *, max_iter: int, tol: float, reg
         if converged or it == max_iter:
             break
         mix, prev = m_step(x, resp, mix.means, reg, diagonal), ll
-    mix.means = mix.means + centre
     return FitResult(mix, it, converged, ll)
 
 
@@ -110,13 +125,14 @@ def _component_stats(x: torch.Tensor, r: torch.Tensor, shift: torch.Tensor | Non
     f64 = dict(dtype=torch.float64, device=x.device)
     idx = (r > RESP_FLOOR).nonzero().squeeze(1)
     if shift is None:  # first step from hard k-means labels: every member has weight 1
-        shift = x[idx].to(torch.float64).mean(0) if idx.numel() else torch.zeros(d, **f64)
+        shift = x[idx].mean(0, dtype=torch.float64) if idx.numel() else torch.zeros(d, **f64)
     total, first, second = torch.zeros((), **f64), torch.zeros(d, **f64), torch.zeros(d, d, **f64)
     for block in idx.split(_M_STEP_ROWS):
         w, z = r[block], x[block] - shift.to(x.dtype)
         total += w.sum(dtype=torch.float64)
         first += (w @ z).to(torch.float64)
-        second += torch.diag(w @ z.square()).to(torch.float64) if diagonal else ((z.mT * w) @ z).to(torch.float64)
+        moment = torch.diag(w @ z.square()) if diagonal else (z.mT * w) @ z
+        second += moment.to(torch.float64)
     # A component that lost every point keeps its place with zero weight instead of dividing by zero.
     safe = total.clamp_min(torch.finfo(torch.float64).tiny)
     delta = first / safe
@@ -125,28 +141,36 @@ def _component_stats(x: torch.Tensor, r: torch.Tensor, shift: torch.Tensor | Non
 
 
 def kmeans_labels(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    """Hard labels from k-means++ seeding and a few Lloyd steps (x is already centred)."""
-    centres = _kmeans_pp(x, k, gen)
-    sq = x.square().sum(1, keepdim=True)
-    labels = None
+    """Hard labels of every row from k-means (k-means++ seeding) run on a random subset.
+
+    EM refines the start anyway, so a subset of KMEANS_ROWS keeps initialisation
+    a small fraction of one EM iteration.
+    """
+    subset = x[torch.randperm(x.shape[0], generator=gen, device=x.device)[:KMEANS_ROWS]]
+    centres = _kmeans_pp(subset, k, gen)
     for _ in range(KMEANS_ITERS):
-        new = (sq - 2 * x @ centres.mT + centres.square().sum(1)).argmin(1)
-        if labels is not None and torch.equal(new, labels):
-            break
-        labels = new
+        labels = _nearest(subset, centres)
         counts = torch.bincount(labels, minlength=k).unsqueeze(1)
-        sums = torch.zeros_like(centres).index_add_(0, labels, x)
-        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
-    return labels
+        sums = torch.zeros_like(centres).index_add_(0, labels, subset)
+        moved = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
+        if torch.equal(moved, centres):
+            break
+        centres = moved
+    return _nearest(x, centres)
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    # |x|^2 is the same for every centre, so it drops out of the argmin.
+    return (centres.square().sum(1) - 2 * x @ centres.mT).argmin(1)
 
 
 def _kmeans_pp(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    first = torch.randint(x.shape[0], (1,), generator=gen, device=x.device)
-    centres = [x[first]]
-    dist = (x - centres[0]).square().sum(1)
+    sq = x.square().sum(1)
+    centres = x[torch.randint(x.shape[0], (1,), generator=gen, device=x.device)]
+    dist = (sq - 2 * x @ centres[0] + centres[0].square().sum()).clamp_min(0)
     for _ in range(1, k):
         # The tiny floor keeps multinomial valid when fewer than k distinct points exist.
-        pick = torch.multinomial(dist.to(torch.float64) + 1e-300, 1, generator=gen)
-        centres.append(x[pick])
-        dist = torch.minimum(dist, (x - centres[-1]).square().sum(1))
-    return torch.cat(centres)
+        pick = x[torch.multinomial(dist.to(torch.float64) + 1e-300, 1, generator=gen)]
+        centres = torch.cat([centres, pick])
+        dist = torch.minimum(dist, (sq - 2 * x @ pick[0] + pick[0].square().sum()).clamp_min(0))
+    return centres

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -53,5 +55,23 @@ def weighted_log_prob(x: torch.Tensor, means: torch.Tensor, whiten: torch.Tensor
     happens before the matrix product so float32 keeps its precision near each mean.
     """
     centred = x.unsqueeze(0) - means.unsqueeze(1)  # (k, n, d)
-    maha = torch.bmm(centred, whiten).square().sum(-1)  # (k, n)
+    maha = torch.linalg.vector_norm(torch.bmm(centred, whiten), dim=-1).square()  # fused: no (k, n, d) temporary
     return (offsets.unsqueeze(1) - 0.5 * maha.to(torch.float64)).mT
+
+
+@contextmanager
+def ieee_float32_matmul() -> Iterator[None]:
+    """Turn TF32 off for CUDA float32 matmuls inside the block, then restore the caller's choice.
+
+    Training scripts often enable TF32; its 10-bit mantissa would put ~0.1 nat
+    errors into 128-dim Mahalanobis distances.
+    """
+    flags = torch.backends.cuda.matmul
+    # torch >= 2.9 has fp32_precision; reading the legacy flag after it is set raises.
+    attr, exact = ("fp32_precision", "ieee") if hasattr(flags, "fp32_precision") else ("allow_tf32", False)
+    saved = getattr(flags, attr)
+    setattr(flags, attr, exact)
+    try:
+        yield
+    finally:
+        setattr(flags, attr, saved)

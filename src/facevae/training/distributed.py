@@ -1,18 +1,34 @@
-"""DistributedDataParallel launch glue for `torchrun ... -m facevae train`.
+"""DistributedDataParallel glue for `torchrun ... -m facevae train`, and the collectives the trainer needs.
 
-torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them training runs in
-one process. NCCL on GPUs, gloo on CPU. Only rank 0 writes files.
+torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; without them training runs in one
+process. NCCL on GPUs (one process per GPU, cuda:LOCAL_RANK), gloo on CPU.
+
+Semantics (docs/scaling.md has the long form):
+  * train.batch_size is the global batch, split evenly over the ranks; DDP
+    averages the per-rank mean gradients, so a step equals a single-process step
+    on the same global batch (exactly so without BatchNorm or with sync_bn).
+  * Every rank draws the same epoch permutation and takes its share of each
+    global batch (data.loader), so the step counter in a checkpoint means the
+    same thing at any world size and a run resumes with a different one.
+  * Only rank 0 writes files. Collectives are reached by every rank at the same
+    steps: the skip-step flag each step, loss averages at log points, and a
+    barrier after each epoch's evaluation (which runs on rank 0 with the bare
+    model, never the DDP wrapper).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
 from facevae.config import RunConfig
-from facevae.training.trainer import TrainResult
+from facevae.errors import FacevaeError
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from facevae.training.trainer import TrainResult
 
 
 def world() -> tuple[int, int, int]:
@@ -20,21 +36,71 @@ def world() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    """Wait for every rank; a no-op in a single process."""
+    if active():
+        dist.barrier()
+
+
+def agree_ok(ok: torch.Tensor) -> torch.Tensor:
+    """The step is good only when it is good on every rank (no host sync: the reduce is queued)."""
+    if not active():
+        return ok
+    flag = ok.to(torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return flag.bool()
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average a small float tensor over ranks (log values); identity in one process."""
+    if not active():
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)  # gloo has no AVG
+    return values / dist.get_world_size()
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """Seed of a rank's own RNG stream (posterior noise, dropout) from `step` on.
+
+    Each rank needs different noise for its different images; deriving the seed from
+    the step keeps a resumed DDP run deterministic without saving every rank's RNG.
+    """
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
 def train_maybe_distributed(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool, device: str,
                             progress: bool = True) -> TrainResult | None:
+    """Train in this process, or as one rank of a torchrun job; rank 0 returns the result."""
     from facevae.training.run import resolve_device, train
 
     rank, local_rank, world_size = world()
     if world_size == 1:
         return train(data, out, cfg, resume=resume, device=device, progress=progress)
+    check_batch(cfg.train.batch_size, world_size)
     dev = resolve_device(device)
+    kwargs = {}
     if dev.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise FacevaeError(f"local rank {local_rank} has no GPU (this node has {torch.cuda.device_count()}): "
+                               "start at most one process per GPU (--nproc_per_node)")
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        kwargs["device_id"] = dev  # binds NCCL to this GPU (barriers included)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", **kwargs)
     try:
         result = train(data, out, cfg, resume=resume, device=str(dev), progress=progress,
                        rank=rank, world_size=world_size)
     finally:
         dist.destroy_process_group()
     return result if rank == 0 else None
+
+
+def check_batch(batch_size: int, world_size: int) -> None:
+    if batch_size % world_size:
+        raise FacevaeError(f"train.batch_size {batch_size} is the global batch and must split evenly over "
+                           f"{world_size} processes: use a multiple of {world_size}")

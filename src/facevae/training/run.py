@@ -10,6 +10,7 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.training import checkpoint as ckpt
+from facevae.training.distributed import check_batch
 from facevae.training.trainer import Trainer, TrainResult
 
 
@@ -44,9 +45,15 @@ def check_out_dir(run_dir: Path, resume: bool) -> None:
 
 
 def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = False, device: str = "auto",
-          progress: bool = True, rank: int = 0, world_size: int = 1) -> TrainResult:
+          progress: bool = True, rank: int = 0, world_size: int = 1, placement: str = "auto") -> TrainResult:
+    """Train one run (or one rank of a DDP run: see training.distributed).
+
+    placement: "auto" keeps the uint8 training set on the GPU when it fits and streams it
+    from pinned host memory otherwise; "host" forces streaming (also on CPU, for tests).
+    """
     run_dir = Path(out)
     check_out_dir(run_dir, resume)
+    check_batch(cfg.train.batch_size, world_size)
     dev = resolve_device(device)
     dataset = open_dataset(data, cfg.data.val_fraction)
     if dataset.missing and rank == 0:
@@ -56,20 +63,42 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     images = load_images(dataset, size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=progress and rank == 0)
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
-    if cfg.train.channels_last and dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        _fast_cuda_kernels()
+        if cfg.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    placed = _place(images, train_idx, dev, placement)
     try:
-        loader = BatchLoader(place_images(images[train_idx], dev), cfg.train.batch_size, dev,
-                             flip=cfg.data.flip, seed=cfg.train.seed, rank=rank, world_size=world_size)
+        loader = BatchLoader(placed, cfg.train.batch_size, dev, flip=cfg.data.flip, seed=cfg.train.seed,
+                             rank=rank, world_size=world_size, stream=True if placement == "host" else None)
     except ValueError as e:
         raise FacevaeError(f"{e}: lower train.batch_size") from None
     val_images = torch.from_numpy(images[val_idx])
+    # train.sync_bn (DDP on CUDA): BatchNorm statistics over the global batch instead of each rank's share
+    if world_size > 1 and getattr(cfg.train, "sync_bn", False):
+        if dev.type != "cuda":
+            raise FacevaeError("train.sync_bn needs CUDA GPUs: drop it for CPU runs (or use model.norm=group)")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress)
     return trainer.fit(resume=resume)
+
+
+def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:
+    try:
+        return place_images(images, dev, placement=placement, indices=train_idx)
+    except torch.cuda.OutOfMemoryError:
+        raise FacevaeError("the training images do not fit in GPU memory: leave placement on auto "
+                           "to stream them from host memory, or lower model.image_size") from None
+
+
+def _fast_cuda_kernels() -> None:
+    """Fixed input shapes: let cuDNN pick its fastest convolutions; TF32 for any fp32 matmul."""
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def _val_indices(dataset):
@@ -84,7 +113,9 @@ def _wrap(model, cfg: RunConfig, dev: torch.device, world_size: int):
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in, less memory)
+        wrapped = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                          gradient_as_bucket_view=True)
     if cfg.train.compile:
         wrapped = torch.compile(wrapped)
     return wrapped

@@ -22,6 +22,7 @@ from facevae.errors import FacevaeError
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
 from facevae.training import checkpoint as ckpt
+from facevae.training import distributed
 from facevae.training.ema import EMA
 from facevae.viz.grid import pairs_grid, save_image
 from facevae.viz.plots import plot_losses
@@ -45,6 +46,40 @@ class TrainingDiverged(FacevaeError):
     pass
 
 
+class BufferGuard:
+    """Buffers (BatchNorm statistics and counts) as they were before a step, put back when it is skipped.
+
+    A non-finite forward would otherwise leave NaN running statistics behind, which
+    ruin evaluation and sampling although the weights were protected. One flat copy
+    per dtype keeps this at a few kernels a step.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for b in model.buffers():
+            self.groups.setdefault(b.dtype, []).append(b)
+        self.saved: dict[torch.dtype, torch.Tensor] = {}
+
+    def snapshot(self) -> None:
+        self.saved = {dt: _flat(bufs) for dt, bufs in self.groups.items()}
+
+    @torch.no_grad()
+    def restore(self, where: torch.Tensor | None = None) -> None:
+        """Put the snapshot back: always, or (no sync) only where the 0-dim bool `where` is true."""
+        for dt, bufs in self.groups.items():
+            if dt not in self.saved:
+                continue
+            flat = self.saved[dt]
+            if where is not None:  # torch.where, not arithmetic: NaN * 0 is still NaN
+                flat = torch.where(where, flat, _flat(bufs))
+            parts = flat.split([b.numel() for b in bufs])
+            torch._foreach_copy_(bufs, [f.view_as(b) for f, b in zip(parts, bufs)])
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -54,25 +89,25 @@ class TrainResult:
     images_per_s: float
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device,
+                   fused: bool | None = None) -> torch.optim.Optimizer:
+    """fused (default: on CUDA) is one kernel per step and can skip a step on a device-side flag."""
     if cfg.optimizer not in OPTIMIZERS:
         raise FacevaeError(f"unknown train.optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    extra = {"fused": True} if device.type == "cuda" else {}
+    extra = {"fused": True} if (device.type == "cuda" if fused is None else fused) else {}
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
-def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up, then the schedule's shape.
+
+    A pure function of the step rather than a torch scheduler, so resuming needs no scheduler state.
+    """
     if cfg.schedule not in SCHEDULES:
         raise FacevaeError(f"unknown train.schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    shape = SCHEDULES[cfg.schedule]
-    warm = cfg.warmup_steps
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        return shape(step - warm, total - warm)
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    return SCHEDULES[cfg.schedule](step - cfg.warmup_steps, total - cfg.warmup_steps)
 
 
 class Trainer:
@@ -88,8 +123,10 @@ class Trainer:
         train_model: nn.Module | None = None,  # the DDP or compiled wrapper, when there is one
         is_main: bool = True,
         progress: bool = True,
+        sync_free: bool | None = None,  # default: on CUDA (see train_step)
     ):
         self.cfg, self.model, self.loader, self.device = cfg, model, loader, device
+        self.sync_free = device.type == "cuda" if sync_free is None else sync_free
         self.train_model = train_model or model
         self.val_images, self.run_dir = val_images, Path(run_dir)
         self.is_main, self.progress = is_main, progress
@@ -100,12 +137,16 @@ class Trainer:
             self.total_steps = min(self.total_steps, t.max_steps) if self.total_steps else t.max_steps
         if self.total_steps <= 0:
             raise FacevaeError("nothing to train: set --epochs or --max-steps above 0")
-        self.opt = make_optimizer(model, t, device)
-        self.sched = make_schedule(self.opt, t, self.total_steps)
+        self.opt = make_optimizer(model, t, device, fused=True if self.sync_free else None)
+        lr_factor(0, t, self.total_steps)  # rejects an unknown schedule before any work
         self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
         self.autocast_dtype = PRECISIONS[t.precision] if device.type == "cuda" else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.step, self.skipped, self.bad_run = 0, 0, 0
+        self.buffers = BufferGuard(model)
+        # sync-free mode: skipped steps and the current run of them, counted on the device
+        self._skipped_dev = torch.zeros((), dtype=torch.int64, device=device)
+        self._bad_run_dev = torch.zeros((), dtype=torch.int64, device=device)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.tb = None
 
@@ -118,7 +159,8 @@ class Trainer:
         return s
 
     def save(self) -> None:
-        if not self.is_main:
+        # never checkpoint in the middle of a run of non-finite steps: the last good one stays
+        if not self.is_main or self.bad_run:
             return
         ema = self.ema.state_dict() if self.ema else None
         ckpt.save_checkpoint(self.run_dir, self.cfg, self.model.state_dict(), self.state(), ema)
@@ -139,8 +181,6 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self.sched.last_epoch = self.step - 1
-        self.sched.step()  # sets the learning rate for self.step without touching the optimizer state
         self._trim_metrics()
 
     def _trim_metrics(self) -> None:
@@ -175,6 +215,11 @@ class Trainer:
                 raise FacevaeError("train.tensorboard needs the tensorboard package: pip install tensorboard") from None
             self.tb = SummaryWriter(str(self.run_dir / "tb"))
 
+    def set_lr(self) -> None:
+        lr = self.cfg.train.lr * lr_factor(self.step, self.cfg.train, self.total_steps)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
     # ---- one step ----------------------------------------------------------------
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -182,36 +227,86 @@ class Trainer:
         return torch.autocast("cuda", dtype=self.autocast_dtype)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
-        """One optimizer step; returns detached loss terms, or None when skipped as non-finite."""
+        """One optimizer step; returns detached loss terms, or None when skipped as non-finite.
+
+        In sync-free mode (CUDA) nothing here waits for the GPU: the terms are always
+        returned and a non-finite step is masked on the device (see _masked_step).
+        """
         if self.cfg.train.channels_last and self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        self.buffers.snapshot()
         with self._autocast():
             out = self.train_model(x)
         terms = vae_loss(x, out, cfg=self.cfg.loss, step=self.step)
         self.opt.zero_grad(set_to_none=True)
+        self.set_lr()
         self.scaler.scale(terms.total).backward()
         ok = torch.isfinite(terms.total)
         if self.cfg.train.grad_clip > 0:
             self.scaler.unscale_(self.opt)
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
             ok = ok & torch.isfinite(norm)
+        ok = distributed.agree_ok(ok)  # one rank's NaN skips the step everywhere, or the replicas diverge
+        if self.sync_free:
+            self._masked_step(ok)
+            return terms.detached()
         if not bool(ok):  # the one per-step sync: a skipped step must not touch the weights
             self.opt.zero_grad(set_to_none=True)
+            self.buffers.restore()
             if self.scaler.is_enabled():
                 self.scaler.update(self.scaler.get_scale() / 2)
             return None
         self.scaler.step(self.opt)
         self.scaler.update()
-        self.sched.step()
         if self.ema:
             self.ema.update(self.model)
         return terms.detached()
+
+    def _masked_step(self, ok: torch.Tensor) -> None:
+        """The skip without a host sync (CUDA): the fused optimizer reads the flag on the device.
+
+        A bad step leaves weights, Adam moments and step counts, and BatchNorm statistics as
+        they were; the host still counts it as a step (it cannot know), the skipped steps are
+        counted on the device and read at log points, where a run of them stops training.
+        """
+        bad = ~ok
+        if self.scaler.is_enabled():  # fp16: the scaler's inf check skips it (a non-finite loss has non-finite grads)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.grad_scale, self.opt.found_inf = None, bad.float()  # GradScaler's protocol with fused optimizers
+            try:
+                self.opt.step()
+            finally:
+                del self.opt.grad_scale, self.opt.found_inf
+        self.buffers.restore(where=bad)
+        if self.ema:  # on a bad step this averages towards unchanged weights, which is harmless
+            self.ema.update(self.model)
+        bad_i = bad.to(torch.int64)
+        self._skipped_dev.add_(bad_i)
+        self._bad_run_dev.add_(1).mul_(bad_i)
+
+    def _sync_counters(self) -> None:
+        """Sync-free mode: bring the device's skip counters to the host and stop on a run of bad steps."""
+        if self.sync_free:
+            self.skipped, self.bad_run = (int(v) for v in torch.stack([self._skipped_dev, self._bad_run_dev]).tolist())
+            self._stop_if_diverged()
+
+    def _read(self, terms: dict[str, torch.Tensor]) -> dict[str, float] | None:
+        """Loss terms averaged over ranks, on the host (a sync: log points only); None for a skipped step."""
+        values = distributed.mean_over_ranks(torch.stack([v.float() for v in terms.values()])).tolist()
+        self._sync_counters()
+        return None if self.bad_run else dict(zip(terms, values))
 
     # ---- loop --------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
         torch.manual_seed(self.cfg.train.seed)
         if resume:
             self.restore()
+        if self.loader.world_size > 1:  # every rank its own noise for its own images
+            torch.manual_seed(distributed.rank_seed(self.cfg.train.seed, self.loader.rank, self.step))
+        self._skipped_dev.fill_(self.skipped)
+        self._bad_run_dev.zero_()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.run_dir / ckpt.CONFIG)
@@ -227,24 +322,32 @@ class Trainer:
                 epoch, start = divmod(self.step, spe)
                 for x in self.loader.epoch(epoch, start):
                     terms = self.train_step(x)
+                    # a skipped batch still counts as a step, so step <-> (epoch, batch) stays fixed for resume
+                    self.step += 1
+                    bar.update(1)
                     window_imgs += x.shape[0] * self.loader.world_size
                     if terms is None:
                         self._on_bad_step()
-                    else:
+                        if self.step >= self.total_steps:
+                            break
+                        continue
+                    if not self.sync_free:
                         self.bad_run = 0
-                        self.step += 1
-                        bar.update(1)
-                    if terms is not None and (self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps):
+                    values = None
+                    if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
+                        values = self._read(terms)
+                    if values is not None:
                         now = time.perf_counter()
                         ips = window_imgs / max(now - window_t, 1e-9)
                         window_t, window_imgs = now, 0
-                        last = {k: float(v) for k, v in terms.items()}
+                        last = values
                         self.log({"kind": "step", "step": self.step, "epoch": epoch, **last,
                                   "beta": beta_at(self.step, self.cfg.loss), "lr": self.opt.param_groups[0]["lr"],
                                   "images_per_s": round(ips, 1)})
                         bar.set_postfix(loss=f"{last['total']:.1f}", rec=f"{last['recon']:.1f}",
                                         kl=f"{last['kl']:.1f}", ips=f"{ips:.0f}")
-                    if self.step % self.cfg.train.ckpt_every == 0 and terms is not None:
+                    if self.step % self.cfg.train.ckpt_every == 0:
+                        self._sync_counters()
                         self.save()
                     if self.step >= self.total_steps:
                         break
@@ -255,11 +358,15 @@ class Trainer:
             bar.close()
             if self.tb is not None:
                 self.tb.close()
+        self._sync_counters()
         return TrainResult(self.step, self.step // spe, self.skipped, last, ips)
 
     def _on_bad_step(self) -> None:
         self.skipped += 1
         self.bad_run += 1
+        self._stop_if_diverged()
+
+    def _stop_if_diverged(self) -> None:
         if self.bad_run >= self.cfg.train.nan_patience:
             raise TrainingDiverged(
                 f"{self.bad_run} steps in a row gave a non-finite loss at step {self.step}; the last good "
@@ -272,9 +379,11 @@ class Trainer:
         was_training = model.training
         model.eval()
         sums, n = {"total": 0.0, "recon": 0.0, "kl": 0.0}, 0
+        # its own generator: evaluation must not move the training RNG stream (resume equivalence)
+        g = torch.Generator(self.device).manual_seed(self.cfg.train.seed)
         for x in iterate_fixed(self.val_images, self.cfg.train.batch_size, self.device, limit):
             with self._autocast():
-                out = model(x)
+                out = model(x, generator=g)
             terms = vae_loss(x, out, cfg=self.cfg.loss, step=self.step)
             for k, v in terms.detached().items():
                 sums[k] += float(v) * len(x)
@@ -283,14 +392,15 @@ class Trainer:
         return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
 
     def end_of_epoch(self, epoch: int) -> None:
+        self._sync_counters()
         self.save()
-        if not self.is_main:
-            return
-        row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
-               **self.evaluate(self.cfg.train.val_batches)}
-        self.log(row)
-        self.save_recon_grid(epoch)
-        plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")
+        if self.is_main:  # the bare model, never the DDP wrapper: its forward would wait for the other ranks
+            row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
+                   **self.evaluate(self.cfg.train.val_batches)}
+            self.log(row)
+            self.save_recon_grid(epoch)
+            plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")
+        distributed.barrier()  # the other ranks wait here, outside any DDP collective, until rank 0 is done
 
     @torch.no_grad()
     def save_recon_grid(self, epoch: int) -> Path:

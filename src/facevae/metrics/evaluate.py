@@ -1,0 +1,362 @@
+"""Evaluate a trained model on one split: FID, likelihood, reconstruction and latent health.
+
+    metrics = evaluate("runs/celeba64", "data/celeba", "runs/celeba64/eval", EvalOptions(fid_samples=10_000))
+
+writes into the output folder metrics.json (every figure with its protocol),
+picture grids, latent plots and index.html (the report). FID uses NVIDIA's
+Inception (`facevae.metrics.fid`); its reference statistics are cached per
+(data root, split, size, crop, count, Inception weights).
+
+FID protocol:
+* samples: `fid_samples` faces from each sampler (seeded), decoded and rounded to
+  8 bits as a PNG would be, against `min(fid_samples, |reference split|)` real
+  images of the reference split (train by default; a fixed seed-0 subset when
+  the split is larger);
+* reconstructions: up to `fid_samples` images of the evaluated split against
+  the same originals, reconstructed from their posterior means.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from facevae.config import RunConfig
+from facevae.data import FaceDataset, load_images, open_dataset
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write_text
+from facevae.metrics import fid
+from facevae.models.vae import VAE
+from facevae.viz.grid import to_uint8
+
+REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
+GRID_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    split: str = "valid"
+    fid_samples: int = 10_000  # per sampler; 0 = no FID
+    fid_reference_split: str = "train"
+    iw_samples: int = 64  # k of the IWAE bound; 0 = no likelihood
+    likelihood_images: int = 0  # 0 = the whole split
+    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm")
+    components: int = 10  # GMM components
+    fit_images: int = 0  # training images whose latents fit the samplers; 0 = all (the stored sampler when there is one)
+    inception: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    batch_size: int = 100
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- images
+
+def subset(indices: np.ndarray, count: int, seed: int = REFERENCE_SEED) -> np.ndarray:
+    """`count` of `indices` (all when count is 0 or too large), a seeded subset in file order."""
+    if count <= 0 or count >= len(indices):
+        return indices
+    pick = np.random.default_rng(seed).choice(len(indices), size=count, replace=False)
+    return indices[np.sort(pick)]
+
+
+def read_subset(images: np.ndarray, indices: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images[indices]))
+
+
+@torch.no_grad()
+def decoded_batches(model: VAE, latents: Iterator[torch.Tensor], device: torch.device) -> Iterator[torch.Tensor]:
+    """uint8 images (rounded exactly as a saved PNG) for each latent batch."""
+    for z in latents:
+        yield to_uint8(model.decode(z.to(device)))
+
+
+def sample_latents(sampler, n: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """n codes in batches, one seeded CPU generator: the same stream on every device."""
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch_size):
+        yield sampler.sample(min(batch_size, n - start), g)
+
+
+def noise_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Uniform 8-bit noise, the far end of any FID scale."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+# ----------------------------------------------------------------------------- FID
+
+def features_stream(batches: Iterator[torch.Tensor], extractor: fid.InceptionFeatures, total: int, desc: str,
+                    progress: bool, keep: int = 0) -> tuple[np.ndarray, torch.Tensor]:
+    """(features N x 2048, the first `keep` images) of a stream of uint8 batches."""
+    feats, kept = [], []
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for images in batches:
+            feats.append(fid.features_of(images, extractor, progress=False))
+            if sum(len(k) for k in kept) < keep:
+                kept.append(images[:keep - sum(len(k) for k in kept)])
+            bar.update(len(images))
+    first = torch.cat(kept) if kept else torch.empty(0, dtype=torch.uint8)
+    return np.concatenate(feats), first
+
+
+def fid_between(a: torch.Tensor, b: torch.Tensor, extractor: fid.InceptionFeatures, batch_size: int = 50) -> float:
+    """FID of two uint8 image sets (no caching): for tests and quick checks."""
+    fa = fid.features_of(a, extractor, batch_size=batch_size, progress=False)
+    fb = fid.features_of(b, extractor, batch_size=batch_size, progress=False)
+    return fid.fid_from_features(fa, fb)
+
+
+def reference_key(ds: FaceDataset, split: str, cfg: RunConfig, count: int, selection: str, identity: str) -> dict:
+    return {"kind": "facevae-split", "root": os.path.realpath(ds.root), "split": split,
+            "image_size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
+            "count": count, "selection": selection, "inception": identity}
+
+
+def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int, cfg: RunConfig,
+                    extractor: fid.InceptionFeatures, batch_size: int = 100,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(mu, sigma, protocol) of `count` real images of a split; computed once, then read from the cache."""
+    idx = subset(ds.split_indices(split), count)
+    selection = "all" if len(idx) == len(ds.split_indices(split)) else f"random subset, seed {REFERENCE_SEED}"
+    key = reference_key(ds, split, cfg, len(idx), selection, extractor.identity)
+
+    def compute() -> np.ndarray:
+        batches = (read_subset(images, idx[i:i + batch_size]) for i in range(0, len(idx), batch_size))
+        return features_stream(batches, extractor, len(idx), f"FID reference ({split})", progress)[0]
+
+    mu, sigma = fid.cached_stats(key, compute)
+    return mu, sigma, {"split": split, "count": len(idx), "selection": selection,
+                       "cache": str(fid.stats_cache_path(key))}
+
+
+# ----------------------------------------------------------------------------- samplers
+
+SAMPLER_OPTIONS: dict[str, Callable[[EvalOptions], dict]] = {"gmm": lambda o: {"components": o.components}}
+
+
+def weights_digest(model: VAE) -> str:
+    """sha1 of the evaluated weights themselves (a run's weights file changes while it trains)."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunConfig, count: int,
+                     device: torch.device, digest: str | None = None) -> torch.Tensor:
+    """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
+    from facevae.data.cache import default_cache_dir
+    from facevae.latent.encode import cached_latents
+
+    idx = subset(ds.split_indices("train"), count)
+    key = json.dumps({"weights": digest or weights_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
+                      "size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
+                      "seed": REFERENCE_SEED}, sort_keys=True)
+    path = default_cache_dir() / "eval" / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    means, _ = cached_latents(model, read_subset(images, idx), path, key, device)
+    return means
+
+
+def stored_sampler(name: str, ckpt, model: VAE, cfg: RunConfig, data, opts: EvalOptions, device: torch.device):
+    """The lead's sampler store, when it returns a real fitted sampler of that name; else None."""
+    from facevae.sampling import Sampler
+    from facevae.sampling.store import get_sampler
+
+    s = get_sampler(ckpt, model, cfg, name=name, components=opts.components, data=data, device=device)
+    return s if isinstance(s, Sampler) and s.name == name and s.fitted else None
+
+
+def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, images: np.ndarray,
+                    opts: EvalOptions, device: torch.device, digest: str | None = None) -> dict[str, tuple[Any, str]]:
+    """name -> (fitted sampler, where it came from)."""
+    from facevae.sampling import build_sampler
+
+    out: dict[str, tuple[Any, str]] = {}
+    latents = None
+    for name in opts.samplers:
+        s = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None
+        if s is not None:
+            out[name] = (s, "stored beside the checkpoint (facevae.sampling.store)")
+            continue
+        if latents is None:
+            latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)
+        s = build_sampler(name, cfg.model.latent_dim, **SAMPLER_OPTIONS.get(name, lambda o: {})(opts))
+        out[name] = (s.fit(latents.to(device)), f"fitted on the posterior means of {len(latents)} training images")
+    return out
+
+
+def check_samplers(names: tuple[str, ...]) -> None:
+    from facevae.sampling.registry import sampler_class
+
+    if len(set(names)) != len(names):
+        raise FacevaeError(f"--samplers lists a sampler twice: {','.join(names)}")
+    for name in names:
+        sampler_class(name)
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class _Clock:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def time(self, name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 2)
+
+
+def _check_options(opts: EvalOptions) -> None:
+    for name in ("fid_samples", "iw_samples", "likelihood_images", "fit_images"):
+        if getattr(opts, name) < 0:
+            raise FacevaeError(f"{name.replace('_', '-')} must be >= 0, got {getattr(opts, name)}")
+    if opts.fid_samples == 1:
+        raise FacevaeError("--fid-samples must be 0 (no FID) or at least 2: FID needs a covariance")
+    if not opts.samplers:
+        raise FacevaeError("--samplers is empty: name at least one of prior, gaussian, gmm")
+    check_samplers(tuple(opts.samplers))
+
+
+def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
+    """Run every evaluation, write metrics.json, pictures and index.html into `out`; return the metrics."""
+    from facevae.metrics.latent_health import latent_health
+    from facevae.metrics.likelihood import likelihood_bounds
+    from facevae.metrics.recon import reconstruct_uint8, recon_metrics
+    from facevae.latent.encode import encode_images
+    from facevae.training.checkpoint import load_model, resolve_weights
+    from facevae.training.run import resolve_device
+    from facevae.viz import report
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FacevaeError(f"--out {out} is a file: give a folder for metrics.json and the report")
+    _check_options(opts)
+    dev = resolve_device(opts.device)
+    weights_path = resolve_weights(ckpt)
+    model, cfg = load_model(ckpt, dev)
+    extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
+    clock = _Clock()
+    digest = weights_digest(model)
+    ds = open_dataset(data, cfg.data.val_fraction)
+    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
+                         progress=opts.progress)
+    eval_idx = ds.split_indices(opts.split)
+    x8 = read_subset(images, eval_idx)
+    files: dict[str, str] = {}
+
+    means, logvars = clock.time("encode", lambda: encode_images(model, x8, dev))
+    latent = latent_health(means, logvars, deterministic=not model.is_vae)
+    recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
+    recon = {**recon_metrics(x8, recons), "split": opts.split}
+
+    likelihood: dict[str, Any] = {"skipped": None}
+    if not model.is_vae:
+        likelihood = {"skipped": "a deterministic autoencoder has no posterior q(z|x): no likelihood bound"}
+    elif opts.iw_samples == 0:
+        likelihood = {"skipped": "--iw-samples 0"}
+    else:
+        lx = x8 if opts.likelihood_images == 0 else read_subset(images, subset(eval_idx, opts.likelihood_images))
+        res = clock.time("likelihood", lambda: likelihood_bounds(
+            model, lx, cfg.loss, k=opts.iw_samples, seed=opts.seed, device=dev, progress=opts.progress))
+        likelihood = {**res.summary(), "split": opts.split, "seed": opts.seed}
+
+    samplers = clock.time("fit_samplers", lambda: fitted_samplers(ckpt, model, cfg, data, ds, images, opts, dev,
+                                                                            digest))
+    fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"} if extractor is None else {}
+    sample_grids: dict[str, torch.Tensor] = {}
+    if extractor is not None:
+        fid_result = clock.time("fid", lambda: _fid_all(model, ds, images, eval_idx, x8, recons, samplers, cfg,
+                                                        extractor, opts, dev, sample_grids))
+    for name, (s, _) in samplers.items():
+        if name not in sample_grids:
+            sample_grids[name] = next(decoded_batches(model, sample_latents(s, GRID_IMAGES, opts.seed, GRID_IMAGES), dev))
+
+    out.mkdir(parents=True, exist_ok=True)
+    files.update(report.write_pictures(out, x8, recons, sample_grids, means, logvars if model.is_vae else None,
+                                       latent, ds, eval_idx))
+    metrics = {
+        "protocol": {
+            "checkpoint": "bundled" if ckpt is None else str(ckpt), "weights": str(weights_path),
+            "weights_sha1": digest, "step": _step_of(weights_path),
+            "data": os.path.realpath(ds.root), "split": opts.split, "split_images": len(eval_idx),
+            "image_size": cfg.model.image_size, "crop": cfg.data.crop, "dims": int(x8[0].numel()),
+            "device": str(dev), "seed": opts.seed, "options": _jsonable(asdict(opts)),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+        "model": {"kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim, "image_size": cfg.model.image_size,
+                  "block": cfg.model.block, "recon_loss": cfg.loss.recon, "sigma": cfg.loss.sigma,
+                  "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},
+        "fid": fid_result,
+        "likelihood": likelihood,
+        "reconstruction": recon,
+        "latent": latent,
+        "samplers": {name: {"source": src, "options": _jsonable(s.options())} for name, (s, src) in samplers.items()},
+        "timings_s": clock.seconds,
+        "files": files,
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(_jsonable(metrics), indent=1, allow_nan=True) + "\n")
+    report.render_report(metrics, out)
+    return metrics
+
+
+def _fid_all(model, ds, images, eval_idx, x8, recons, samplers, cfg, extractor, opts: EvalOptions, dev,
+             grids: dict[str, torch.Tensor]) -> dict:
+    n, bs = opts.fid_samples, opts.batch_size
+    identity = extractor.identity
+    mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, n, cfg, extractor, bs,
+                                             opts.progress)
+    result: dict[str, Any] = {"inception": identity, "reference": ref, "samplers": {}}
+    for name, (s, source) in samplers.items():
+        batches = decoded_batches(model, sample_latents(s, n, opts.seed, bs), dev)
+        feats, grids[name] = features_stream(batches, extractor, n, f"FID {name} samples", opts.progress, GRID_IMAGES)
+        result["samplers"][name] = {"fid": fid.frechet_distance(*fid.stats_of(feats), mu_ref, sigma_ref),
+                                    "count": n, "reference_count": ref["count"],
+                                    "reference_split": ref["split"], "seed": opts.seed, "sampler_source": source}
+    # reconstructions against their own originals (a seeded subset of the split when it is larger than n)
+    pick = subset(np.arange(len(eval_idx)), n)
+    mu_o, sigma_o, orig = reference_stats(ds, images, opts.split, n, cfg, extractor, bs, opts.progress)
+    feats_r, _ = features_stream((recons[pick[i:i + bs]] for i in range(0, len(pick), bs)), extractor, len(pick),
+                                 "FID reconstructions", opts.progress)
+    result["reconstructions"] = {"fid": fid.frechet_distance(*fid.stats_of(feats_r), mu_o, sigma_o),
+                                 "count": len(pick), "reference_count": orig["count"],
+                                 "reference_split": opts.split, "reference": orig}
+    return result
+
+
+def _step_of(weights: Path) -> int | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            step = (f.metadata() or {}).get("step")
+        return int(step) if step is not None else None
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, (np.floating, np.integer)):
+        return _jsonable(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

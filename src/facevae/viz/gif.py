@@ -1,0 +1,104 @@
+"""Animated GIFs: frames with captions, ping-pong loops, and a run's training progress."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write
+
+EPOCH_GRID = re.compile(r"epoch_(\d+)\.png$")
+
+
+def font(size: int) -> ImageFont.ImageFont:
+    """Pillow's bundled font at `size` px (no system fonts needed)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def caption(frame: np.ndarray, text: str, height: int | None = None) -> np.ndarray:
+    """A white band with `text` centred on it, stacked above the (H, W, 3) uint8 frame."""
+    h, w = frame.shape[:2]
+    band_h = height or max(14, min(28, h // 6))
+    band = Image.new("RGB", (w, band_h), "white")
+    draw = ImageDraw.Draw(band)
+    f = font(int(band_h * 0.7))
+    box = draw.textbbox((0, 0), text, font=f)
+    draw.text(((w - (box[2] - box[0])) / 2 - box[0], (band_h - (box[3] - box[1])) / 2 - box[1]), text,
+              fill="black", font=f)
+    return np.concatenate([np.asarray(band), frame], axis=0)
+
+
+def resize(frame: np.ndarray, width: int) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if w == width:
+        return frame
+    img = Image.fromarray(frame).resize((width, max(1, round(h * width / w))), Image.LANCZOS)
+    return np.asarray(img)
+
+
+def pingpong(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """a b c d -> a b c d c b: loops back without repeating the ends."""
+    frames = list(frames)
+    return frames + frames[-2:0:-1]
+
+
+def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
+             hold: Mapping[int, int] | None = None) -> Path:
+    """(H, W, 3) uint8 frames as a looping GIF; frame i is shown hold[i] times as long (negative i from the end)."""
+    if not frames:
+        raise FacevaeError("no frames to write: nothing to animate")
+    if fps <= 0:
+        raise FacevaeError(f"--fps must be positive, got {fps}")
+    size = frames[0].shape[:2]
+    if any(f.shape[:2] != size for f in frames):
+        raise FacevaeError("GIF frames differ in size: resize them to one size first")
+    ms = max(20, round(1000 / fps))
+    durations = [ms] * len(frames)
+    for i, times in (hold or {}).items():
+        durations[i] *= times
+    # one adaptive palette per frame keeps skin tones smooth; GIF allows 256 colours per frame
+    images = [Image.fromarray(f).quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+              for f in frames]
+    path = Path(path)
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=durations, loop=0, optimize=False, disposal=1))
+    return path
+
+
+def epoch_grids(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of the run's per-epoch reconstruction grids, in epoch order."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FacevaeError(f"run folder {run_dir} does not exist: pass the --out folder of `facevae train`")
+    found = sorted((int(m.group(1)), p) for p in (run_dir / "recon").glob("epoch_*.png")
+                   if (m := EPOCH_GRID.search(p.name)))
+    if not found:
+        raise FacevaeError(f"{run_dir} holds no per-epoch reconstruction grids (recon/epoch_*.png): "
+                           "they appear after the run finishes its first epoch")
+    return found
+
+
+def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None) -> Path:
+    """A GIF of the run's reconstruction grids, one frame per epoch, captioned with the epoch number."""
+    grids = epoch_grids(run_dir)
+    frames = []
+    for epoch, path in grids:
+        try:
+            with Image.open(path) as img:
+                arr = np.asarray(img.convert("RGB"))
+        except OSError:
+            raise FacevaeError(f"cannot read {path}: it is damaged; delete it and run again") from None
+        frames.append(arr)
+    width = width or frames[0].shape[1]
+    frames = [resize(f, width) for f in frames]
+    height = min(f.shape[0] for f in frames)
+    # the trainer numbers grids from 0; the caption counts finished epochs
+    frames = [caption(f[:height], f"epoch {epoch + 1}") for (epoch, _), f in zip(grids, frames)]
+    return save_gif(frames, out, fps=fps, hold={-1: 3})

@@ -1,0 +1,157 @@
+"""What each interaction on the page does, as plain functions of plain values.
+
+A session's state is a dict of latent codes (`grid`, `base`, `a`, `b`); handlers
+return a new dict instead of changing the old one. Images go out as uint8
+(H, W, 3) arrays at the model's resolution. No Gradio here: `app.py` wires these
+to components, and the benchmark and tests call them directly.
+"""
+from __future__ import annotations
+
+import collections
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facevae.errors import FacevaeError
+from facevae.web.explorer import Explorer
+from facevae.web.upload import read_upload
+
+N_FACES = 12
+GIF_KEEP = 64  # GIFs kept on disk for download; older ones are deleted
+GIF_WIDTH = 128  # small models' GIFs are scaled up to at least this width
+
+State = dict
+
+
+class Handlers:
+    def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None):
+        self.ex = explorer
+        self.n_faces = n_faces
+        self._tmp = None if gif_dir else tempfile.TemporaryDirectory(prefix="facevae-web-")
+        self.gif_dir = Path(gif_dir or self._tmp.name)
+        self._gifs: collections.deque[Path] = collections.deque()
+
+    @property
+    def zeros(self) -> tuple[float, ...]:
+        return (0.0,) * self.ex.n_sliders
+
+    # ------------------------------------------------------------------ random faces
+
+    def start(self, sampler: str, temperature: float, seed: int, steps: int, mode: str) -> tuple:
+        """Page load: a grid of faces, the first one chosen, an interpolation from the first to the second.
+
+        -> (faces, state, chosen, edited, *slider zeros, A, B, strip, gif)
+        """
+        faces, state = self.draw(sampler, temperature, seed, None)
+        state = {**state, "a": state["grid"][0], "b": state["grid"][min(1, len(state["grid"]) - 1)]}
+        state, chosen, edited, *zeros = self.choose(state, 0)
+        ends = self.ex.decode(torch.stack([state["a"], state["b"]]))
+        strip, gif = self.interpolate(state, steps, mode)
+        return (faces, state, chosen, edited, *zeros, ends[0], ends[1], strip, gif)
+
+    def draw(self, sampler: str, temperature: float, seed: int, state: State | None) -> tuple[list, State]:
+        """-> (faces, state): the grid for exactly this sampler, temperature and seed."""
+        z = self.ex.sample(sampler, self.n_faces, _seed(seed), float(temperature))
+        return list(self.ex.decode(z)), {**(state or _empty()), "grid": z}
+
+    def new_faces(self, sampler: str, temperature: float, seed: int, state: State | None) -> tuple[int, list, State]:
+        """The "new faces" button: the next seed, so every grid can be drawn again. -> (seed, faces, state)"""
+        seed = _seed(seed) + 1
+        return (seed, *self.draw(sampler, temperature, seed, state))
+
+    # ------------------------------------------------------------------ choosing and editing
+
+    def choose(self, state: State | None, index: int) -> tuple:
+        """Pick a face of the grid to edit. -> (state, chosen, edited, *slider zeros)"""
+        state = _ready(state, "grid")
+        if not 0 <= int(index) < len(state["grid"]):
+            raise FacevaeError(f"there is no face number {index} in the grid")
+        return self._set_base(state, state["grid"][int(index)])
+
+    def edit(self, state: State | None, *values: float) -> np.ndarray:
+        """Any slider moved: the chosen face with every slider applied (one decode)."""
+        state = _ready(state, "base")
+        return self.ex.decode(self.ex.edit(state["base"], values)[None])[0]
+
+    def reset(self, state: State | None) -> tuple:
+        """-> (edited, *slider zeros): the chosen face as it was."""
+        state = _ready(state, "base")
+        return (self.ex.decode(state["base"][None])[0], *self.zeros)
+
+    def upload(self, data: bytes | None, state: State | None) -> tuple:
+        """A face photo: cropped like CelebA, encoded, and chosen for editing.
+
+        -> (what the model sees, reconstruction, state, chosen, edited, *slider zeros);
+        FacevaeError with a message for the page when the bytes are not a usable image.
+        """
+        from facevae.data import preprocess_image
+
+        img = read_upload(data)
+        x = preprocess_image(img, self.ex.image_size, self.ex.cfg.data.crop)
+        mu = self.ex.encode(x)
+        state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
+        return (np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
+
+    def _set_base(self, state: State, base: torch.Tensor) -> tuple:
+        face = self.ex.decode(base[None])[0]
+        return ({**state, "base": base}, face, face, *self.zeros)
+
+    # ------------------------------------------------------------------ interpolation
+
+    def set_end(self, which: str, state: State | None, *values: float) -> tuple[State, np.ndarray]:
+        """The edited face (sliders applied) becomes end `which` ("a" or "b") of the strip. -> (state, face)"""
+        if which not in ("a", "b"):
+            raise FacevaeError(f"an interpolation end is 'a' or 'b', not {which!r}")
+        state = _ready(state, "base")
+        z = self.ex.edit(state["base"], values)
+        return {**state, which: z}, self.ex.decode(z[None])[0]
+
+    def interpolate(self, state: State | None, steps: int, mode: str) -> tuple[np.ndarray, str]:
+        """-> (strip of `steps` faces from A to B, path of a looping GIF of it)."""
+        state = _ready(state, "a", "b")
+        steps = int(steps)
+        if not 2 <= steps <= 32:
+            raise FacevaeError(f"the strip takes 2 to 32 steps, got {steps}")
+        frames = self.ex.decode(self.ex.interpolate(state["a"], state["b"], steps, mode))
+        return strip(frames), str(self._write_gif(frames))
+
+    def _write_gif(self, frames: np.ndarray) -> Path:
+        from facevae.viz.gif import pingpong, resize, save_gif
+
+        width = max(GIF_WIDTH, frames.shape[2])
+        path = self.gif_dir / f"interpolation-{uuid.uuid4().hex[:10]}.gif"
+        save_gif(pingpong([resize(f, width) for f in frames]), path, fps=8.0)
+        self._gifs.append(path)
+        while len(self._gifs) > GIF_KEEP:
+            self._gifs.popleft().unlink(missing_ok=True)
+        return path
+
+
+def strip(frames: np.ndarray, padding: int = 2) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one row (H + 2p, N (W + p) + p, 3) on white."""
+    n, h, w, _ = frames.shape
+    out = np.full((h + 2 * padding, n * (w + padding) + padding, 3), 255, np.uint8)
+    for i, f in enumerate(frames):
+        x = padding + i * (w + padding)
+        out[padding:padding + h, x:x + w] = f
+    return out
+
+
+def _empty() -> State:
+    return {"grid": None, "base": None, "a": None, "b": None}
+
+
+def _ready(state: State | None, *keys: str) -> State:
+    if state is None or any(state.get(k) is None for k in keys):
+        raise FacevaeError("the page has not finished loading: wait a moment, or reload it")
+    return state
+
+
+def _seed(seed) -> int:
+    try:
+        return int(seed or 0)
+    except (TypeError, ValueError):
+        raise FacevaeError(f"the seed must be a whole number, got {seed!r}") from None

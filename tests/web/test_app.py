@@ -1,0 +1,291 @@
+"""The web page's handlers, upload checks and start-up, without a browser.
+
+Most tests use an untrained tiny model with made-up attribute directions: the
+handlers' contract (sizes, state, what changes what) does not depend on training.
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from facevae.errors import FacevaeError
+from facevae.models import build_model
+from facevae.models.posterior import DiagonalGaussian
+from facevae.training.checkpoint import save_weights
+from facevae.web import upload as upload_mod
+from facevae.web.explorer import Explorer, active_dimensions, load_attributes, load_samplers
+from facevae.web.handlers import Handlers
+from facevae.web.upload import MAX_UPLOAD_BYTES, read_upload
+
+from tests.conftest import tiny_config
+
+NAMES = ["Smiling", "Male", "Eyeglasses"]
+SIZE, LATENT = 32, 8
+
+
+def _png(size=(178, 218), color=(200, 120, 90), fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def explorer() -> Explorer:
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg.model).eval()
+    steps = torch.randn(len(NAMES), cfg.model.latent_dim, generator=torch.Generator().manual_seed(1)) * 2
+    return Explorer(model, cfg, list(NAMES), steps)
+
+
+@pytest.fixture
+def handlers(explorer, tmp_path) -> Handlers:
+    return Handlers(explorer, n_faces=6, gif_dir=tmp_path)
+
+
+@pytest.fixture
+def started(handlers):
+    return handlers.start("prior", 1.0, 0, 5, "slerp")
+
+
+def _zeros(h: Handlers, **values: float) -> list[float]:
+    out = [0.0] * h.ex.n_sliders
+    for name, v in values.items():
+        out[h.ex.attr_names.index(name)] = v
+    return out
+
+
+def _is_face(img, size=SIZE) -> bool:
+    return isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (size, size, 3)
+
+
+# ----------------------------------------------------------------------------- uploads
+
+def test_non_image_bytes_are_rejected_whatever_the_name():
+    with pytest.raises(FacevaeError, match="not an image"):
+        read_upload(b"this is a text file that calls itself face.png\n" * 20)
+
+
+def test_oversize_upload_is_rejected_before_decoding():
+    big = _png() + b"\0" * MAX_UPLOAD_BYTES  # a real PNG header, but over the limit
+    with pytest.raises(FacevaeError, match="over the 10 MB limit"):
+        read_upload(big)
+
+
+def test_empty_upload_is_rejected():
+    with pytest.raises(FacevaeError, match="empty"):
+        read_upload(b"")
+
+
+def test_truncated_image_is_rejected():
+    data = _png(color=(10, 20, 30))
+    with pytest.raises(FacevaeError, match="image"):
+        read_upload(data[: len(data) // 2])
+
+
+def test_huge_pixel_count_is_rejected(monkeypatch):
+    monkeypatch.setattr(upload_mod, "MAX_UPLOAD_PIXELS", 100 * 100)
+    with pytest.raises(FacevaeError, match="megapixels"):
+        read_upload(_png(size=(101, 100)))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_real_images_are_read_as_rgb(fmt):
+    img = read_upload(_png(size=(60, 80), fmt=fmt))
+    assert img.mode == "RGB" and img.size == (60, 80)
+
+
+def test_upload_handler_crops_encodes_and_chooses_the_face(handlers, started):
+    state = started[1]
+    seen, recon, new_state, chosen, edited, *zeros = handlers.upload(_png(), state)
+    assert all(_is_face(x) for x in (seen, recon, chosen, edited))
+    # a flat-colour photo stays that colour after the crop and resize
+    assert np.abs(seen.astype(int) - np.array([200, 120, 90])).max() <= 1
+    assert zeros == [0.0] * handlers.ex.n_sliders
+    assert not torch.equal(new_state["base"], state["base"])
+    np.testing.assert_array_equal(edited, handlers.edit(new_state, *_zeros(handlers)))
+
+
+def test_upload_handler_rejects_text_and_keeps_the_state(handlers, started):
+    state = started[1]
+    with pytest.raises(FacevaeError, match="not an image"):
+        handlers.upload(b"hello, I am not a face", state)
+    assert torch.equal(state["base"], started[1]["base"])  # nothing was changed in place
+
+
+# ----------------------------------------------------------------------------- handlers
+
+def test_start_returns_right_sized_images(handlers, started):
+    faces, state, chosen, edited, *rest = started
+    sliders, (end_a, end_b, strip, gif) = rest[:-4], rest[-4:]
+    assert len(faces) == 6 and all(_is_face(f) for f in faces)
+    assert all(_is_face(x) for x in (chosen, edited, end_a, end_b))
+    assert sliders == [0.0] * (len(NAMES) + LATENT)
+    assert strip.shape == (SIZE + 4, 5 * (SIZE + 2) + 2, 3)
+    np.testing.assert_array_equal(chosen, faces[0])
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 2 * 5 - 2  # there and back
+
+
+def test_moving_a_slider_changes_only_the_edited_face(handlers, started):
+    state, chosen = started[1], started[2]
+    same = handlers.edit(state, *_zeros(handlers))
+    smiling = handlers.edit(state, *_zeros(handlers, Smiling=2.0))
+    np.testing.assert_array_equal(same, chosen)
+    assert _is_face(smiling)
+    assert np.abs(smiling.astype(int) - chosen.astype(int)).sum() > 0
+
+
+def test_latent_dimension_slider_changes_the_face(handlers, started):
+    values = _zeros(handlers)
+    values[len(NAMES)] = 2.5  # the most active dimension
+    moved = handlers.edit(started[1], *values)
+    assert np.abs(moved.astype(int) - started[2].astype(int)).sum() > 0
+
+
+def test_new_faces_moves_to_the_next_seed_and_changes_the_grid(handlers, started):
+    seed, faces, state = handlers.new_faces("prior", 1.0, 0, started[1])
+    assert seed == 1 and len(faces) == 6
+    assert not np.array_equal(faces[0], started[0][0])
+    again, _ = handlers.draw("prior", 1.0, 1, None)
+    np.testing.assert_array_equal(again[0], faces[0])  # a seed draws the same grid again
+
+
+def test_temperature_scales_the_draw(explorer):
+    z1 = explorer.sample("prior", 4, 3, 1.0)
+    z_half = explorer.sample("prior", 4, 3, 0.5)
+    torch.testing.assert_close(z_half, z1 * 0.5)
+    with pytest.raises(FacevaeError, match="temperature"):
+        explorer.sample("prior", 4, 3, 0.0)
+    with pytest.raises(FacevaeError, match="not available"):
+        explorer.sample("gmm", 4, 3, 1.0)
+
+
+def test_choose_picks_a_grid_face_and_resets_the_sliders(handlers, started):
+    state, chosen, edited, *zeros = handlers.choose(started[1], 3)
+    np.testing.assert_array_equal(chosen, started[0][3])
+    np.testing.assert_array_equal(edited, chosen)
+    assert zeros == [0.0] * handlers.ex.n_sliders
+    with pytest.raises(FacevaeError, match="no face number 6"):
+        handlers.choose(started[1], 6)
+
+
+def test_reset_gives_back_the_chosen_face(handlers, started):
+    edited, *zeros = handlers.reset(started[1])
+    np.testing.assert_array_equal(edited, started[2])
+    assert set(zeros) == {0.0}
+
+
+def test_interpolation_runs_between_the_chosen_ends(handlers, started):
+    state, face_b = handlers.set_end("b", started[1], *_zeros(handlers, Male=1.5))
+    assert _is_face(face_b)
+    strip, gif = handlers.interpolate(state, 4, "linear")
+    assert strip.shape == (SIZE + 4, 4 * (SIZE + 2) + 2, 3)
+    np.testing.assert_array_equal(strip[2:2 + SIZE, -(SIZE + 2):-2], face_b)  # the last frame is B
+    np.testing.assert_array_equal(strip[2:2 + SIZE, 2:2 + SIZE], started[-4])  # the first is A
+    with pytest.raises(FacevaeError, match="2 to 32 steps"):
+        handlers.interpolate(state, 1, "linear")
+
+
+def test_gifs_on_disk_stay_bounded(handlers, started, monkeypatch):
+    monkeypatch.setattr("facevae.web.handlers.GIF_KEEP", 3)
+    paths = [handlers.interpolate(started[1], 3, "slerp")[1] for _ in range(5)]
+    assert [p for p in paths if os.path.exists(p)] == paths[-3:]
+
+
+def test_handlers_before_the_page_loaded_say_so(handlers):
+    with pytest.raises(FacevaeError, match="not finished loading"):
+        handlers.edit(None, *_zeros(handlers))
+    with pytest.raises(FacevaeError, match="not finished loading"):
+        handlers.interpolate({"grid": None, "base": None, "a": None, "b": None}, 5, "slerp")
+
+
+def test_wrong_number_of_slider_values_is_an_error(handlers, started):
+    with pytest.raises(FacevaeError, match="slider values"):
+        handlers.edit(started[1], 1.0)
+
+
+# ----------------------------------------------------------------------------- start-up pieces
+
+class _Probe(torch.nn.Module):
+    """decode then encode gives z scaled per dimension: activity is exactly the scale squared."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = torch.tensor(scale)
+
+    def decode(self, z):
+        return z[:, None, None, :]
+
+    def encode(self, x):
+        mean = x.flatten(1) * self.scale
+        return DiagonalGaussian(mean, torch.zeros_like(mean))
+
+
+def test_active_dimensions_rank_by_spread_of_the_posterior_means():
+    scale = [0.0, 3.0, 0.01, 1.0, 2.0]
+    dims, spread = active_dimensions(_Probe(scale), 5, k=3, n=4000)
+    assert dims.tolist() == [1, 4, 3]
+    torch.testing.assert_close(spread, torch.tensor([3.0, 2.0, 1.0]), rtol=0.06, atol=0)
+
+
+def test_without_cached_vectors_or_data_the_sliders_are_off_with_a_reason(tmp_path):
+    cfg = tiny_config()
+    model = build_model(cfg.model).eval()
+    save_weights(tmp_path / "model.safetensors", cfg, model.state_dict())
+    names, steps, note = load_attributes(tmp_path / "model.safetensors", model, cfg, None, "cpu", print)
+    assert names == [] and steps is None
+    assert "--data" in note
+    ex = Explorer(model, cfg, names, steps, note)
+    assert ex.n_sliders == LATENT  # latent-dimension sliders only
+
+
+def test_samplers_always_offer_the_prior():
+    cfg = tiny_config()
+    samplers, note = load_samplers(None, build_model(cfg.model), cfg, None, "cpu")
+    assert "prior" in samplers
+    assert set(samplers) <= {"prior", "gaussian", "gmm"}
+    assert bool(note) == (set(samplers) != {"prior", "gaussian", "gmm"})
+
+
+def test_serve_defaults_to_localhost():
+    import facevae.cli  # noqa: F401  (registers the commands)
+    from facevae.cli.app import app
+    from facevae.cli.serve import _is_loopback
+
+    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "127.0.0.1" in result.output and "--data" in result.output
+    assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1")
+    assert not _is_loopback("0.0.0.0")
+
+
+@pytest.mark.slow  # importing Gradio takes seconds
+def test_page_builds_with_the_expected_controls(handlers):
+    pytest.importorskip("gradio")
+    from facevae.web.app import build_app
+
+    demo = build_app(handlers)
+    ids = {c.get("props", {}).get("elem_id") for c in demo.get_config_file()["components"]}
+    assert {"new-faces", "faces", "upload", "upload-error", "edited", "strip", "gif", "slider-Smiling"} <= ids
+    assert {f"slider-z{int(d)}" for d in handlers.ex.dims} <= ids
+
+
+@pytest.mark.slow
+def test_trained_run_gets_all_forty_attribute_sliders(web_run, web_data, tmp_path):
+    ex = Explorer.load(web_run, data=web_data, device="cpu", log=lambda m: None)
+    assert len(ex.attr_names) == 40 and "Smiling" in ex.attr_names and not ex.attr_note
+    h = Handlers(ex, n_faces=4, gif_dir=tmp_path)
+    state = h.start("prior", 1.0, 0, 4, "slerp")[1]
+    values = [0.0] * ex.n_sliders
+    values[ex.attr_names.index("Smiling")] = 3.0
+    assert not np.array_equal(h.edit(state, *values), h.edit(state, *[0.0] * ex.n_sliders))
+    # without --data the cached vectors are found again
+    assert Explorer.load(web_run, device="cpu", log=lambda m: None).attr_names == ex.attr_names
+
