@@ -53,3 +53,11 @@ def test_missing_config_file(tmp_path):
 def test_all_keys_lists_sections():
     keys = all_keys()
     assert "model.latent_dim" in keys and "train.lr" in keys and "loss.beta" in keys and "data.crop" in keys
+
+
+def test_shipped_configs_load_by_name():
+    c64, c128 = RunConfig.load("celeba64"), RunConfig.load("celeba128")
+    assert c64.model.image_size == 64 and c128.model.image_size == 128
+    assert len(c128.model.widths) == len(c64.model.widths) + 1
+    with pytest.raises(FacevaeError, match="celeba64"):
+        RunConfig.load("celeba65")

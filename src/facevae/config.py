@@ -128,9 +128,15 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
+        """A YAML file, or the name of a config shipped with facevae (e.g. "celeba64")."""
         p = Path(path)
         if not p.is_file():
-            raise FacevaeError(f"config file {p} does not exist: check the --config path")
+            shipped = packaged_configs()
+            if str(path) in shipped:
+                p = shipped[str(path)]
+            else:
+                raise FacevaeError(f"config file {p} does not exist: pass a YAML file or one of "
+                                   f"{', '.join(sorted(shipped))}")
         return cls.from_yaml(p.read_text())
 
     def override(self, assignments: list[str]) -> "RunConfig":
@@ -146,6 +152,13 @@ class RunConfig:
                 raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
             raw[section][name] = yaml.safe_load(value) if value.strip() else ""
         return RunConfig.from_dict(raw)
+
+
+def packaged_configs() -> dict[str, Path]:
+    from importlib import resources
+
+    folder = Path(str(resources.files("facevae") / "configs"))
+    return {p.stem: p for p in folder.glob("*.yaml")}
 
 
 def all_keys() -> list[str]:

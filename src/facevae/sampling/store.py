@@ -1,17 +1,77 @@
-"""Fitted samplers stored beside their checkpoint, fitted on first use."""
+"""Fitted samplers kept beside their checkpoint, fitted on the training latents on first use.
+
+A run folder gets `samplers/<name>[-k<K>]-<weights id>.safetensors`; the weights id
+changes when the run trains further, so a stale fit is never reused. The bundled
+model looks first in the package (shipped fits), then in the user cache.
+"""
 from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import torch
 
+from facevae.config import RunConfig
+from facevae.data.cache import default_cache_dir
+from facevae.errors import FacevaeError
+from facevae.models.vae import VAE
+from facevae.sampling.base import Sampler
+from facevae.sampling.registry import SAMPLERS, build_sampler
+from facevae.sampling.serialize import load_sampler, save_sampler
+from facevae.training.checkpoint import bundled_weights, resolve_weights
 
-class _Prior:
-    def __init__(self, dim):
-        self.dim = dim
-
-    def sample(self, n, generator=None, temperature=1.0):
-        dev = generator.device if generator is not None else "cpu"
-        return torch.randn(n, self.dim, generator=generator, device=dev) * temperature
+FITTED_OPTIONS = {"gmm": "components"}
 
 
-def get_sampler(ckpt, model, cfg, *, name="prior", components=10, data=None, device="cpu"):
-    return _Prior(cfg.model.latent_dim)
+def weights_id(ckpt: str | Path | None) -> str:
+    """Identity of a weights file: its size, step and config (cheap, no full read)."""
+    from safetensors import safe_open
+
+    path = resolve_weights(ckpt)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    ident = f"{path.stat().st_size}|{meta.get('step', '')}|{meta.get('config', '')}"
+    return hashlib.sha1(ident.encode()).hexdigest()[:12]
+
+
+def store_dirs(ckpt: str | Path | None) -> list[Path]:
+    """Where fitted artefacts of a checkpoint are looked up, the writable one last."""
+    if ckpt is None:
+        return [bundled_weights().parent, default_cache_dir() / "bundled"]
+    path = Path(ckpt).expanduser()
+    return [(path if path.is_dir() else path.parent) / "samplers"]
+
+
+def sampler_file(name: str, components: int, ckpt: str | Path | None) -> str:
+    k = f"-k{components}" if name in FITTED_OPTIONS else ""
+    return f"{name}{k}-{weights_id(ckpt)}.safetensors"
+
+
+def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: str = "prior", components: int = 10,
+                data: str | Path | None = None, device: torch.device | str = "cpu",
+                progress: bool = True) -> Sampler:
+    """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
+    if name not in SAMPLERS:
+        raise FacevaeError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    if name == "prior":
+        return build_sampler("prior", cfg.model.latent_dim).to(device)
+    fname = sampler_file(name, components, ckpt)
+    for folder in store_dirs(ckpt):
+        if (folder / fname).is_file():
+            return load_sampler(folder / fname, device)
+    if data is None:
+        raise FacevaeError(f"the {name} sampler is not fitted for this checkpoint yet: pass --data DIR "
+                           "(its training data) once to fit it on the training latents")
+    sampler = fit_sampler(name, components, model, cfg, data, device, progress)
+    save_sampler(sampler, store_dirs(ckpt)[-1] / fname)
+    return sampler
+
+
+def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: str | Path,
+                device: torch.device | str, progress: bool = True) -> Sampler:
+    from facevae.latent.encode import encode_images, split_images
+
+    _, _, images = split_images(data, "train", cfg, progress=progress)
+    means, _ = encode_images(model, images, device)
+    options = {FITTED_OPTIONS[name]: components} if name in FITTED_OPTIONS else {}
+    return build_sampler(name, cfg.model.latent_dim, **options).fit(means.to(device))

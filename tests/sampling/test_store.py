@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from facevae.errors import FacevaeError
+from facevae.generate import generate
+from facevae.sampling import store
+from facevae.training.run import train
+
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def run_and_data(tmp_path_factory):
+    from tests.conftest import make_celeba
+
+    data = make_celeba(tmp_path_factory.mktemp("d") / "celeba", n=40)
+    run = tmp_path_factory.mktemp("r") / "run"
+    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
+    return run, data
+
+
+def test_fitted_sampler_is_stored_beside_the_run_and_reused(run_and_data, monkeypatch):
+    run, data = run_and_data
+    with pytest.raises(FacevaeError, match="pass --data"):
+        generate(run, n=4, sampler="gaussian", device="cpu")
+    a = generate(run, n=4, sampler="gmm", components=2, data=data, device="cpu", seed=1)
+    files = list((run / "samplers").glob("gmm-k2-*.safetensors"))
+    assert len(files) == 1 and a.shape == (4, 3, 32, 32)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("refitted although a stored fit exists")
+
+    monkeypatch.setattr(store, "fit_sampler", refit)
+    b = generate(run, n=4, sampler="gmm", components=2, device="cpu", seed=1)  # no data needed now
+    torch.testing.assert_close(a, b)
+
+
+def test_new_weights_invalidate_the_stored_fit(run_and_data, tmp_path):
+    run, data = run_and_data
+    before = store.sampler_file("gmm", 2, run)
+    train(data, run, tiny_config("train.max_steps=3"), resume=True, device="cpu", progress=False)
+    assert store.sampler_file("gmm", 2, run) != before
+
+
+def test_temperature_zero_prior_gives_the_decoded_origin(run_and_data):
+    run, _ = run_and_data
+    cold = generate(run, n=3, temperature=0.0, device="cpu", seed=0)
+    torch.testing.assert_close(cold[0], cold[2])
+    warm = generate(run, n=3, temperature=1.0, device="cpu", seed=0)
+    assert not torch.allclose(warm[0], warm[2])
+
+
+def test_unknown_sampler(run_and_data):
+    with pytest.raises(FacevaeError, match="choose one of: prior, gaussian, gmm"):
+        generate(run_and_data[0], n=2, sampler="flow", device="cpu")

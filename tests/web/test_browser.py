@@ -1,0 +1,173 @@
+"""`facevae serve` in a real browser: Debian's headless chromium driven by Playwright.
+
+The server runs as a subprocess (`python -m facevae serve`) on a tiny model
+trained for a few steps on a slice of the mini CelebA. The tests share one page
+and run in file order. The page's screenshot is written to $FACEVAE_ARTIFACTS
+(default: a pytest temp folder) as web.png; FACEVAE_ARTIFACTS=docs/images
+refreshes the picture in the docs.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+START_TIMEOUT_S = 90
+TIMEOUT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not at /usr/bin/chromium: run `make browser` "
+                                                     "(apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
+pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[web]'")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(proc: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"facevae serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"facevae serve did not answer on {url} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(web_run, web_data, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "-m", "facevae", "serve", "--ckpt", str(web_run), "--data", str(web_data),
+           "--port", str(port), "--faces", "8"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait_until_up(proc, url, log)
+        yield proc, url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    folder = os.environ.get("FACEVAE_ARTIFACTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, artifacts):
+    _, url, _ = server
+    outside: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        # anything not served by our own server is recorded and refused, so nothing can hang on it
+        local = url.rstrip("/")
+
+        def route(r):
+            if r.request.url.startswith(local) or r.request.url.startswith("data:"):
+                r.continue_()
+            else:
+                outside.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.goto(url)
+        page.wait_for_selector("#faces img")
+        page.wait_for_selector("#edited img")
+        try:
+            yield page, outside
+        finally:
+            page.screenshot(path=str(artifacts / "web.png"), full_page=True)
+            browser.close()
+
+
+def _src(page, selector: str) -> str:
+    return page.locator(selector).first.get_attribute("src")
+
+
+def _bytes(page, src: str) -> bytes:
+    return page.request.get(src).body()
+
+
+def _wait_src_change(page, selector: str, before: str) -> str:
+    page.wait_for_function("([sel, old]) => { const e = document.querySelector(sel); return e && e.src !== old; }",
+                           arg=[selector, before])
+    return _src(page, selector)
+
+
+def test_page_loads_with_faces_sliders_and_crop_note(browser_page):
+    page, _ = browser_page
+    assert page.locator("#faces img").count() == 8
+    assert page.locator("#slider-Smiling input[type=range]").count() == 1
+    assert page.locator("[id^=slider-z] input[type=range]").count() == 8  # latent dims (tiny model has 8)
+    assert "148x148" in page.content()  # the expected crop is stated on the page
+    assert page.locator("#strip img").count() == 1 and page.locator("#gif a").count() >= 1
+
+
+def test_new_faces_button_changes_the_grid(browser_page):
+    page, _ = browser_page
+    before = _src(page, "#faces img")
+    page.click("#new-faces")
+    after = _wait_src_change(page, "#faces img", before)
+    assert _bytes(page, after) != _bytes(page, before)
+    assert page.input_value("#seed input") == "1"
+
+
+def test_smiling_slider_changes_the_edited_face(browser_page):
+    page, _ = browser_page
+    before = _src(page, "#edited img")
+    page.locator("#slider-Smiling input[type=range]").fill("2.5")
+    after = _wait_src_change(page, "#edited img", before)
+    assert _bytes(page, after) != _bytes(page, before)
+    assert _src(page, "#chosen img") == before  # the chosen face itself is untouched
+
+
+def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page, server, web_data):
+    page, _ = browser_page
+    proc, _, _ = server
+    page.set_input_files("#upload input[type=file]",
+                         files=[{"name": "face.png", "mimeType": "image/png", "buffer": b"I am text, not a face.\n" * 40}])
+    page.wait_for_function("() => document.querySelector('#upload-error').innerText.includes('Upload rejected')")
+    assert "not an image" in page.locator("#upload-error").inner_text()
+    assert proc.poll() is None
+    # a real photo afterwards is taken: reconstruction shown, the error gone
+    photo = sorted((web_data / "img_align_celeba").glob("*.jpg"))[0]
+    page.set_input_files("#upload input[type=file]", files=[str(photo.resolve())])
+    page.wait_for_selector("#upload-recon img")
+    page.wait_for_function("() => document.querySelector('#upload-error').innerText.trim() === ''")
+
+
+def test_nothing_was_fetched_from_outside(browser_page):
+    _, outside = browser_page
+    assert outside == []
