@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -34,14 +35,23 @@ def parse_args() -> argparse.Namespace:
 
 def time_build(ds, size: int, crop: int, draft: bool, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="facevae-cache-bench-") as tmp:
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         arr = load_images(ds, size, crop, draft, cache_dir=Path(tmp), workers=workers, progress=False)
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
         assert arr.shape[0] == len(ds)
         del arr
     ips = len(ds) / seconds
+    # CPU time of this process and its (reaped) workers: a per-core rate that a busy machine does not skew
     return {"images": len(ds), "seconds": round(seconds, 2), "images_per_s": round(ips, 1),
-            "full_celeba_minutes": round(FULL_CELEBA / ips / 60, 1)}
+            "full_celeba_minutes": round(FULL_CELEBA / ips / 60, 1),
+            "cpu_seconds": round(cpu, 2), "images_per_cpu_s": round(len(ds) / cpu, 1)}
+
+
+def _cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -51,6 +61,7 @@ def main() -> None:
                for mode in args.modes.split(",")}
     print(json.dumps({"benchmark": "cache_build", "size": args.size, "crop": args.crop, "workers": args.workers,
                       "cpu_count": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+                      "load_average_1min": round(os.getloadavg()[0], 2),
                       "modes": results}, indent=1))
 
 

@@ -66,6 +66,7 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp16 (autocast on CUDA only; CPU runs fp32)
     channels_last: bool = True  # CUDA only
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA); default: per-rank statistics
     seed: int = 0
     log_every: int = 25
     ckpt_every: int = 500  # steps; a checkpoint is also written at each epoch end

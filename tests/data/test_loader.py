@@ -94,3 +94,29 @@ def test_place_images_copies_selected_rows_from_a_memmap(tmp_path):
     assert torch.equal(place_images(ro, torch.device("cpu")), torch.from_numpy(np.array(ro)))
     with pytest.raises(ValueError, match="placement"):
         place_images(ro, torch.device("cpu"), placement="gpu")
+
+
+@pytest.mark.slow
+def test_training_on_streamed_batches_equals_resident(fake_celeba, tmp_path, monkeypatch):
+    """run.train(placement="host") wires the streamed path in; the weights come out the same."""
+    from facevae.training import checkpoint as ckpt
+    from facevae.training.run import train
+
+    from tests.conftest import tiny_config
+
+    streamed = []
+    real = BatchLoader._streamed
+
+    def spy(self, *args):
+        streamed.append(1)
+        yield from real(self, *args)
+
+    monkeypatch.setattr(BatchLoader, "_streamed", spy)
+    cfg = tiny_config("train.batch_size=8", "train.max_steps=2")
+    weights = []
+    for placement in ("auto", "host"):
+        train(fake_celeba, tmp_path / placement, cfg, device="cpu", progress=False, placement=placement)
+        weights.append(ckpt.load_checkpoint(tmp_path / placement)[1])
+        assert bool(streamed) == (placement == "host")
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), k

@@ -39,6 +39,7 @@ def same(a, b) -> bool:
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sync_free", [True, False])
 def test_a_non_finite_step_leaves_weights_optimizer_and_batchnorm_untouched(tmp_path, sync_free):
     tr = make_trainer(tmp_path, sync_free)
@@ -65,6 +66,7 @@ def test_a_non_finite_step_leaves_weights_optimizer_and_batchnorm_untouched(tmp_
         assert (int(tr._skipped_dev), int(tr._bad_run_dev)) == (1, 0)
 
 
+@pytest.mark.slow
 def test_sync_free_steps_match_exact_steps(tmp_path):
     """Masking changes nothing on good steps (fused and foreach Adam agree up to rounding)."""
     runs = []

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import tiny_config
 
@@ -39,13 +40,22 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def web_run(web_data, tmp_path_factory) -> Path:
-    """A run folder trained for a few steps, its attribute vectors already cached beside it."""
+    """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
     from facevae.latent.attributes import attribute_vectors
+    from facevae.sampling.store import get_sampler
     from facevae.training.checkpoint import load_model
     from facevae.training.run import train
 
     run = tmp_path_factory.mktemp("web_run") / "run"
-    train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
-    model, cfg = load_model(run)
-    attribute_vectors(run, model, cfg, data=web_data)
+    threads = torch.get_num_threads()
+    # one thread: tiny batches on a busy 2-core machine run several times faster than with two
+    torch.set_num_threads(1)
+    try:
+        train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
+        model, cfg = load_model(run)
+        attribute_vectors(run, model, cfg, data=web_data)
+        for name in ("gaussian", "gmm"):
+            get_sampler(run, model, cfg, name=name, data=web_data, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return run

@@ -167,6 +167,20 @@ def test_temperature_scales_the_draw(explorer):
         explorer.sample("gmm", 4, 3, 1.0)
 
 
+def test_fitted_sampler_draws_at_the_asked_temperature(explorer):
+    from facevae.sampling import build_sampler
+
+    g = torch.Generator().manual_seed(0)
+    fitted = build_sampler("gaussian", LATENT).fit(torch.randn(500, LATENT, generator=g) * 2 + 3)
+    ex = Explorer(explorer.model, explorer.cfg, samplers={"prior": explorer.samplers["prior"], "gaussian": fitted},
+                  dims=explorer.dims, dim_scale=explorer.dim_scale)
+    hot, cold = ex.sample("gaussian", 64, 5, 1.0), ex.sample("gaussian", 64, 5, 0.5)
+    # same seed, same noise: the colder draw is the mean plus half the noise, row for row
+    offset = cold - 0.5 * hot
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset), atol=1e-4, rtol=0)
+    assert fitted.temperature == 1.0  # the shared sampler is left as it was
+
+
 def test_choose_picks_a_grid_face_and_resets_the_sliders(handlers, started):
     state, chosen, edited, *zeros = handlers.choose(started[1], 3)
     np.testing.assert_array_equal(chosen, started[0][3])
@@ -286,6 +300,10 @@ def test_trained_run_gets_all_forty_attribute_sliders(web_run, web_data, tmp_pat
     values = [0.0] * ex.n_sliders
     values[ex.attr_names.index("Smiling")] = 3.0
     assert not np.array_equal(h.edit(state, *values), h.edit(state, *[0.0] * ex.n_sliders))
-    # without --data the cached vectors are found again
-    assert Explorer.load(web_run, device="cpu", log=lambda m: None).attr_names == ex.attr_names
+    assert set(ex.samplers) == {"prior", "gaussian", "gmm"} and not ex.sampler_note
+    faces, _ = h.draw("gmm", 0.8, 0, state)
+    assert len(faces) == 4 and all(_is_face(f) for f in faces)
+    # without --data the cached vectors and stored samplers are found again
+    again = Explorer.load(web_run, device="cpu", log=lambda m: None)
+    assert again.attr_names == ex.attr_names and set(again.samplers) == set(ex.samplers)
 

@@ -62,7 +62,7 @@ def server(web_run, web_data, tmp_path_factory):
     cmd = [sys.executable, "-m", "facevae", "serve", "--ckpt", str(web_run), "--data", str(web_data),
            "--port", str(port), "--faces", "8"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
     try:
         _wait_until_up(proc, url, log)
         yield proc, url, log
@@ -144,6 +144,13 @@ def test_new_faces_button_changes_the_grid(browser_page):
     assert page.input_value("#seed input") == "1"
 
 
+def test_choosing_the_gmm_sampler_draws_new_faces(browser_page):
+    page, _ = browser_page
+    before = _src(page, "#faces img")
+    page.locator("#sampler label", has_text="gmm").click()
+    _wait_src_change(page, "#faces img", before)
+
+
 def test_smiling_slider_changes_the_edited_face(browser_page):
     page, _ = browser_page
     before = _src(page, "#edited img")
@@ -166,6 +173,20 @@ def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page,
     page.set_input_files("#upload input[type=file]", files=[str(photo.resolve())])
     page.wait_for_selector("#upload-recon img")
     page.wait_for_function("() => document.querySelector('#upload-error').innerText.trim() === ''")
+
+
+def test_a_path_sent_by_a_client_is_never_read(browser_page, server, tmp_path):
+    page, _ = browser_page
+    proc, url, _ = server
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"SECRET-7f3a not for the page")
+    # what a hand-made API call would send: a FileData pointing at a file the browser never uploaded
+    call = page.request.post(f"{url}gradio_api/call/on_upload",
+                             data={"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, None]})
+    assert call.ok
+    result = page.request.get(f"{url}gradio_api/call/on_upload/{call.json()['event_id']}").text()
+    assert "event: error" in result and "SECRET" not in result
+    assert proc.poll() is None and page.request.get(url).ok
 
 
 def test_nothing_was_fetched_from_outside(browser_page):

@@ -19,6 +19,7 @@ def serve(
     data: Optional[Path] = typer.Option(None, "--data", envvar="FACEVAE_DATA",
                                         help="CelebA folder to compute attribute vectors and fit samplers from "
                                              "(once; cached beside the checkpoint)."),
+    components: int = typer.Option(10, "--components", min=1, help="GMM components of the gmm sampler."),
     faces: int = typer.Option(12, "--faces", min=1, max=64, help="Faces per random grid."),
     threads: int = typer.Option(1, "--threads", min=0,
                                 help="CPU threads per request after start-up (0 = PyTorch's default); "
@@ -35,7 +36,8 @@ def serve(
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    explorer = Explorer.load(ckpt, data=data, device=device, log=lambda m: typer.echo(m, err=True))
+    explorer = Explorer.load(ckpt, data=data, device=device, components=components,
+                             log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)
     handlers = Handlers(explorer, n_faces=faces)
@@ -45,7 +47,8 @@ def serve(
     try:
         launch(demo, host, port, extra_paths=[handlers.gif_dir])
     except OSError as e:
-        raise FacevaeError(f"cannot listen on {host}:{port} ({e}): pass another --port") from None
+        reason = str(e).split(". ")[0]  # Gradio's advice about its own settings would mislead here
+        raise FacevaeError(f"cannot listen on {host}:{port} ({reason}): pass another --port") from None
 
 
 def _is_loopback(host: str) -> bool:

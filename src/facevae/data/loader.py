@@ -3,9 +3,12 @@
 Two placements (`place_images`):
   device  the whole uint8 training set sits on the GPU; a batch is an index and a
           cast there, with no host work or copy in the step.
-  host    the set stays in (pinned) host RAM; a background thread gathers each
-          batch into a reusable pinned buffer and the loader copies it to the GPU
-          on a side CUDA stream one batch ahead, so the copy overlaps the step.
+  host    the set stays in host RAM; a background thread gathers each batch into
+          a reusable pinned buffer and the loader copies it to the GPU on a side
+          CUDA stream one batch ahead, so gather and copy overlap the step. Only
+          those buffers are pinned: the copies never read the store itself, and
+          pinning 10 GB through torch's caching host allocator would lock 16 GB
+          (it rounds to a power of two) per process.
 On CPU both come down to slicing RAM; `stream=True` forces the host path there
 so it can be tested without a GPU.
 
@@ -36,7 +39,7 @@ def place_images(images: np.ndarray, device: torch.device, max_fraction: float =
     """uint8 (N, 3, H, W) rows `indices` of `images` (all when None) on `device`, or in host RAM.
 
     placement "auto" puts them on a CUDA device when they take less than `max_fraction`
-    of its free memory and otherwise keeps them in pinned host memory for streaming;
+    of its free memory and otherwise keeps them in host memory for streaming;
     "device"/"host" force one or the other. The rows are copied a chunk at a time, so a
     memory-mapped cache is never materialised twice in host RAM.
     """
@@ -45,14 +48,12 @@ def place_images(images: np.ndarray, device: torch.device, max_fraction: float =
     device = torch.device(device)
     n = len(images) if indices is None else len(indices)
     shape = (n, *images.shape[1:])
-    if device.type != "cuda":
-        if indices is None and isinstance(images, np.ndarray) and not isinstance(images, np.memmap):
-            return torch.from_numpy(np.ascontiguousarray(images))
-        dest = torch.empty(shape, dtype=torch.uint8)
-    elif _on_device(placement, shape, device, max_fraction):
+    if device.type == "cuda" and _on_device(placement, shape, device, max_fraction):
         dest = torch.empty(shape, dtype=torch.uint8, device=device)
+    elif indices is None and isinstance(images, np.ndarray) and not isinstance(images, np.memmap):
+        return torch.from_numpy(np.ascontiguousarray(images))
     else:
-        dest = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        dest = torch.empty(shape, dtype=torch.uint8)
     for lo in range(0, n, _COPY_ROWS):
         rows = slice(lo, min(lo + _COPY_ROWS, n))
         chunk = images[rows] if indices is None else images[indices[rows]]
@@ -195,7 +196,7 @@ class HostFeed:
     def __init__(self, images: torch.Tensor, order: torch.Tensor, slices: list[slice], batch: int, *,
                  pin: bool, depth: int = 3):
         self._free: queue.Queue = queue.Queue()
-        for _ in range(depth + 3):  # + the batch being consumed, the one in flight and one being recycled
+        for _ in range(max(1, depth) + 3):  # the consumer holds up to 3: two copies in flight, one recycling
             self._free.put(torch.empty((batch, *images.shape[1:]), dtype=images.dtype, pin_memory=pin))
         self._ready: queue.Queue = queue.Queue()
         self._stop = threading.Event()

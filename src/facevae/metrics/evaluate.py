@@ -121,7 +121,7 @@ def fid_to_reference(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.nda
     """
     x = np.asarray(features, dtype=np.float64)
     n = len(x)
-    if n < 2 or n - 1 >= fid.FEATURE_DIM:
+    if n < 2 or n - 1 >= x.shape[1]:  # full rank: the low-rank route saves nothing
         return fid.frechet_distance(*fid.stats_of(x), mu_ref, sigma_ref)
     mu = x.mean(axis=0)
     b = (x - mu) / np.sqrt(n - 1)
@@ -164,6 +164,7 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 # ----------------------------------------------------------------------------- samplers
 
 SAMPLER_OPTIONS: dict[str, Callable[[EvalOptions], dict]] = {"gmm": lambda o: {"components": o.components}}
+FITS_ON_LATENTS: dict[str, bool] = {"prior": False}  # the others fit the training latents
 
 
 def weights_digest(model: VAE) -> str:
@@ -211,9 +212,12 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
         if s is not None:
             out[name] = (s, "stored beside the checkpoint (facevae.sampling.store)")
             continue
+        s = build_sampler(name, cfg.model.latent_dim, **SAMPLER_OPTIONS.get(name, lambda o: {})(opts))
+        if not FITS_ON_LATENTS.get(name, True):
+            out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
+            continue
         if latents is None:
             latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)
-        s = build_sampler(name, cfg.model.latent_dim, **SAMPLER_OPTIONS.get(name, lambda o: {})(opts))
         out[name] = (s.fit(latents.to(device)), f"fitted on the posterior means of {len(latents)} training images")
     return out
 

@@ -67,38 +67,38 @@ def log1mexp(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t < LN2, torch.log(-torch.expm1(-t)), torch.log1p(-torch.exp(-t)))
 
 
-def _log_interval(log_cdf: Callable[[torch.Tensor], torch.Tensor], log_sf: Callable[[torch.Tensor], torch.Tensor],
-                  lo: torch.Tensor, hi: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """log(F(hi) - F(lo)), from whichever tail keeps the two terms small (no cancellation)."""
-    c_hi = log_cdf(hi)
-    via_cdf = c_hi + log1mexp(c_hi - log_cdf(lo))
-    s_lo = log_sf(lo)
-    via_sf = s_lo + log1mexp(s_lo - log_sf(hi))
-    return torch.where(upper, via_sf, via_cdf)
+def _log_symmetric_mass(log_cdf: Callable[[torch.Tensor], torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
+                        upper: torch.Tensor) -> torch.Tensor:
+    """log(F(hi) - F(lo)) for a standardised symmetric F, from the tail the bin lies in.
+
+    Bins above the centre are mirrored (F(hi) - F(lo) = F(-lo) - F(-hi)), so the
+    two CDF values are always the small ones and their difference does not cancel.
+    """
+    a, b = torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)
+    c_b = log_cdf(b)
+    return c_b + log1mexp(c_b - log_cdf(a))
+
+
+def _standardised_bins(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float):
+    mean = mean.to(_F64)
+    inv = torch.exp(-torch.as_tensor(log_scale, dtype=_F64, device=mean.device))
+    lo, hi = bin_edges(x8)
+    return (lo - mean) * inv, (hi - mean) * inv, x8.to(_F64) / 255.0 > mean
 
 
 def gaussian_bin_log_prob(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
     """log P(level) under N(mean, sigma^2) on [0, 1] units, integrated over the level's bin."""
-    mean = mean.to(_F64)
-    inv = torch.exp(-torch.as_tensor(log_scale, dtype=_F64, device=mean.device))
-    lo, hi = bin_edges(x8)
-    ndtr = torch.special.log_ndtr
-    return _log_interval(lambda u: ndtr((u - mean) * inv), lambda u: ndtr((mean - u) * inv),
-                         lo, hi, upper=x8.to(_F64) / 255.0 > mean)
+    return _log_symmetric_mass(torch.special.log_ndtr, *_standardised_bins(x8, mean, log_scale))
 
 
 def _laplace_log_cdf(z: torch.Tensor) -> torch.Tensor:
-    # z = (u - mean) / b; F = exp(z) / 2 below the median, 1 - exp(-z) / 2 above
+    # F = exp(z) / 2 below the median, 1 - exp(-z) / 2 above
     return torch.where(z < 0, z - LN2, torch.log1p(-0.5 * torch.exp(-z.clamp_min(0))))
 
 
 def laplace_bin_log_prob(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
     """log P(level) under Laplace(mean, b) on [0, 1] units, integrated over the level's bin."""
-    mean = mean.to(_F64)
-    inv = torch.exp(-torch.as_tensor(log_scale, dtype=_F64, device=mean.device))
-    lo, hi = bin_edges(x8)
-    return _log_interval(lambda u: _laplace_log_cdf((u - mean) * inv), lambda u: _laplace_log_cdf((mean - u) * inv),
-                         lo, hi, upper=x8.to(_F64) / 255.0 > mean)
+    return _log_symmetric_mass(_laplace_log_cdf, *_standardised_bins(x8, mean, log_scale))
 
 
 def continuous_bernoulli_bin_log_prob(x8: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -203,10 +203,20 @@ def _check_vae(model: VAE) -> None:
                            "posterior q(z|x) to sample; skip the likelihood for it")
 
 
+@dataclass
+class LogWeights:
+    """Per-draw terms for one batch: log w (k, B), log p(x|z) (k, B), training-loss NLL (k, B), closed-form KL (B,)."""
+
+    log_w: torch.Tensor
+    log_px: torch.Tensor
+    train_nll: torch.Tensor
+    kl: torch.Tensor
+
+
 @torch.no_grad()
-def batch_bounds(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generator: torch.Generator,
-                 chunk: int = 256) -> dict[str, torch.Tensor]:
-    """Per-image negative ELBO, IWAE NLL, surrogate and KL (float64, on x8's device) for one uint8 batch.
+def log_weights(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generator: torch.Generator,
+                chunk: int = 256) -> LogWeights:
+    """k importance draws z_j ~ q(z|x) for a uint8 batch, float64, on x8's device.
 
     Draws are made `max(1, chunk // B)` at a time, so k x B decodes never sit in memory at once.
     """
@@ -215,6 +225,7 @@ def batch_bounds(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generat
         raise FacevaeError(f"importance samples must be >= 1, got {k}")
     x = x8.float().div(255.0)
     post = model.encode(x)
+    q = DiagGaussian64(post.mean, post.logvar)
     log_scale = decoder_log_scale(model, loss)
     train_nll = RECON_LOSSES[loss.recon]
     log_w, log_px, surr = [], [], []
@@ -230,15 +241,19 @@ def batch_bounds(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generat
         log_px.append(lp)
         surr.append(train_nll(xk.float().div(255.0), logits.float(), log_scale).flatten(1).sum(1).view(kc, -1).double())
         z64 = z.double()
-        log_q = DiagGaussian64(post.mean, post.logvar).log_prob(z64)
-        log_w.append(lp + standard_normal_log_prob(z64) - log_q)
-    log_w_all, log_px_all = torch.cat(log_w), torch.cat(log_px)
-    kl = post.kl().double()
+        log_w.append(lp + standard_normal_log_prob(z64) - q.log_prob(z64))
+    return LogWeights(torch.cat(log_w), torch.cat(log_px), torch.cat(surr), post.kl().double())
+
+
+def batch_bounds(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generator: torch.Generator,
+                 chunk: int = 256) -> dict[str, torch.Tensor]:
+    """Per-image negative ELBO, IWAE NLL, surrogate and KL (float64) for one uint8 batch."""
+    w = log_weights(model, x8, loss, k, generator, chunk)
     return {
-        "neg_elbo": -log_px_all.mean(0) + kl,
-        "iwae_nll": -(torch.logsumexp(log_w_all, 0) - math.log(k)),
-        "surrogate": torch.cat(surr).mean(0) + kl,
-        "kl": kl,
+        "neg_elbo": -w.log_px.mean(0) + w.kl,
+        "iwae_nll": -(torch.logsumexp(w.log_w, 0) - math.log(k)),
+        "surrogate": w.train_nll.mean(0) + w.kl,
+        "kl": w.kl,
     }
 
 

@@ -24,8 +24,7 @@ class EMA:
         src_p = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - self.decay)
         # buffers (BatchNorm statistics) are copied: averaging running stats buys nothing
-        for b_ema, b in zip(self.averaged.buffers(), model.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_copy_(list(self.averaged.buffers()), list(model.buffers()))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.averaged.state_dict()

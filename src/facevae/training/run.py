@@ -48,8 +48,9 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
           progress: bool = True, rank: int = 0, world_size: int = 1, placement: str = "auto") -> TrainResult:
     """Train one run (or one rank of a DDP run: see training.distributed).
 
-    placement: "auto" keeps the uint8 training set on the GPU when it fits and streams it
-    from pinned host memory otherwise; "host" forces streaming (also on CPU, for tests).
+    placement: "auto" keeps the uint8 training set on the GPU when it fits and otherwise
+    streams it from host memory through pinned buffers; "host" forces streaming (also on
+    CPU, for tests). world_size > 1: train.batch_size is the global batch (see distributed).
     """
     run_dir = Path(out)
     check_out_dir(run_dir, resume)
@@ -77,7 +78,7 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
         raise FacevaeError(f"{e}: lower train.batch_size") from None
     val_images = torch.from_numpy(images[val_idx])
     # train.sync_bn (DDP on CUDA): BatchNorm statistics over the global batch instead of each rank's share
-    if world_size > 1 and getattr(cfg.train, "sync_bn", False):
+    if world_size > 1 and cfg.train.sync_bn:
         if dev.type != "cuda":
             raise FacevaeError("train.sync_bn needs CUDA GPUs: drop it for CPU runs (or use model.norm=group)")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -96,9 +97,8 @@ def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor
 
 
 def _fast_cuda_kernels() -> None:
-    """Fixed input shapes: let cuDNN pick its fastest convolutions; TF32 for any fp32 matmul."""
+    """Training batches all have one shape: let cuDNN time its algorithms once and keep the fastest."""
     torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def _val_indices(dataset):

@@ -127,7 +127,7 @@ class Trainer:
     ):
         self.cfg, self.model, self.loader, self.device = cfg, model, loader, device
         self.sync_free = device.type == "cuda" if sync_free is None else sync_free
-        self.train_model = train_model or model
+        self.train_model = model if train_model is None else train_model  # `or` would call len() on a compiled one
         self.val_images, self.run_dir = val_images, Path(run_dir)
         self.is_main, self.progress = is_main, progress
         t = cfg.train
@@ -354,6 +354,7 @@ class Trainer:
                 epoch_done = self.step % spe == 0 or self.step >= self.total_steps
                 if epoch_done:
                     self.end_of_epoch(epoch)
+                    window_t, window_imgs = time.perf_counter(), 0  # the logged rate is training alone
         finally:
             bar.close()
             if self.tb is not None:

@@ -143,10 +143,14 @@ def _samples(m: Mapping[str, Any]) -> str:
                  f'{esc(f["reference_split"])} images. ') if f else ""
         opts = ", ".join(f"{esc(k)}={esc(v)}" for k, v in info.get("options", {}).items() if k != "latent_dim")
         cards.append(f'<figure>{_img(files[key], name + " samples")}<figcaption><b>{esc(name)}</b>{score}<br>'
-                     f'{proto}Sampler {esc(info["source"])}; {opts}.</figcaption></figure>')
+                     f'{proto}{esc(_sentence(info["source"]))}; {opts}.</figcaption></figure>')
     return ('<section><h2>Samples</h2><p class="lead">The first 64 faces of each sampler\'s seeded stream, '
             'decoded and rounded to 8 bits exactly as they enter Inception.</p>'
             f'<div class="grid">{"".join(cards)}</div></section>')
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _reconstruction(m: Mapping[str, Any]) -> str:

@@ -18,13 +18,14 @@ from facevae.web.upload import MAX_UPLOAD_BYTES
 SLIDER_COLUMNS = 4
 ATTR_RANGE = 3.0  # strength 1 = one population spread along the attribute; 3 reaches the edge of the data
 DIM_RANGE = 3.0  # in standard deviations of that dimension's posterior mean
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
 
 
 def import_gradio():
     """Gradio, imported with its network features off (its analytics read the environment at import)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # always: the page must never phone home
     for k, v in OFFLINE_ENV.items():
-        os.environ[k] = v
+        os.environ.setdefault(k, v)
     try:
         import gradio as gr
     except ImportError:
@@ -109,7 +110,7 @@ def build_app(h: Handlers):
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", minimum=0)
                 new = gr.Button("New faces", elem_id="new-faces", variant="primary")
                 faces = gr.Gallery(label="Click a face to edit it", elem_id="faces", columns=4, format="png",
-                                   allow_preview=False, object_fit="contain", height="auto", interactive=False)
+                                   allow_preview=False, object_fit="contain", interactive=False)
                 gr.Markdown("### Your photo")
                 gr.Markdown(crop_note(h))
                 upload = gr.File(label="Face photo", type="binary", file_types=["image"], elem_id="upload")
@@ -181,7 +182,7 @@ def build_app(h: Handlers):
         interp_in, interp_out = [state, steps, mode], [strip, gif]
         for button, which, image in ((use_a, "a", end_a), (use_b, "b", end_b)):
             button.click(wrap(functools.partial(h.set_end, which)), [state, *sliders], [state, image],
-                         show_progress="hidden").then(wrap(h.interpolate), interp_in, interp_out,
+                         show_progress="hidden", api_name=f"set_end_{which}").then(wrap(h.interpolate), interp_in, interp_out,
                                                       show_progress="hidden")
         gr.on([steps.release, mode.input], wrap(h.interpolate), interp_in, interp_out, show_progress="hidden")
     return demo

@@ -66,7 +66,7 @@ class Explorer:
 
     @classmethod
     def load(cls, ckpt: str | Path | None, data: str | Path | None = None, device: str = "auto",
-             log=None) -> "Explorer":
+             components: int = 10, log=None) -> "Explorer":
         """Load the model and everything cached for it; `data` computes what is missing (once)."""
         from facevae.training.checkpoint import load_model
         from facevae.training.run import resolve_device
@@ -75,7 +75,9 @@ class Explorer:
         dev = resolve_device(device)
         model, cfg = load_model(ckpt, dev)
         names, steps, attr_note = load_attributes(ckpt, model, cfg, data, dev, log)
-        samplers, sampler_note = load_samplers(ckpt, model, cfg, data, dev)
+        if data is not None:
+            log(f"samplers: reading the stored fits or fitting them once on {data} ...")
+        samplers, sampler_note = load_samplers(ckpt, model, cfg, data, dev, components)
         label = "the bundled CelebA 64x64 model" if ckpt is None else str(ckpt)
         return cls(model, cfg, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note,
                    label=label, device=dev)
@@ -168,7 +170,7 @@ def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tupl
     return list(names), steps.float().cpu(), ""
 
 
-def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device) -> tuple[dict, str]:
+def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: int = 10) -> tuple[dict, str]:
     """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
     out: dict = {"prior": _Prior(cfg.model.latent_dim)}
     missing = []
@@ -178,7 +180,8 @@ def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device) -> tuple[dict,
         return out, "Only the prior is available: this install has no fitted-sampler store."
     for name in SAMPLER_NAMES:
         try:
-            s = get_sampler(ckpt, model, cfg, name=name, data=data, device="cpu")
+            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device="cpu",
+                            progress=False)
         except (FacevaeError, NotImplementedError):
             s = None
         # a store that answers every name with the prior must not pose as a fitted sampler

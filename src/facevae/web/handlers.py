@@ -29,6 +29,8 @@ State = dict
 
 
 class Handlers:
+    """One method per interaction of the page, sharing one Explorer; GIFs go to `gif_dir` (a temp folder)."""
+
     def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None):
         self.ex = explorer
         self.n_faces = n_faces
