@@ -258,10 +258,9 @@ def _check_options(opts: EvalOptions) -> None:
 
 def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
     """Run every evaluation, write metrics.json, pictures and index.html into `out`; return the metrics."""
-    from facevae.metrics.latent_health import latent_health
-    from facevae.metrics.likelihood import likelihood_bounds
-    from facevae.metrics.recon import reconstruct_uint8, recon_metrics
     from facevae.latent.encode import encode_images
+    from facevae.metrics.latent_health import latent_health
+    from facevae.metrics.recon import reconstruct_uint8, recon_metrics
     from facevae.training.checkpoint import load_model, resolve_weights
     from facevae.training.run import resolve_device
     from facevae.viz import report
@@ -272,74 +271,87 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     _check_options(opts)
     dev = resolve_device(opts.device)
     weights_path = resolve_weights(ckpt)
+    step = _step_of(weights_path)  # read next to the weights: a training run replaces the file every epoch
     model, cfg = load_model(ckpt, dev)
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock = _Clock()
-    digest = weights_digest(model)
+    clock, digest = _Clock(), weights_digest(model)
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=opts.progress)
     eval_idx = ds.split_indices(opts.split)
     x8 = read_subset(images, eval_idx)
-    files: dict[str, str] = {}
 
     means, logvars = clock.time("encode", lambda: encode_images(model, x8, dev))
-    latent = latent_health(means, logvars, deterministic=not model.is_vae)
     recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
-    recon = {**recon_metrics(x8, recons), "split": opts.split}
-
-    likelihood: dict[str, Any] = {"skipped": None}
-    if not model.is_vae:
-        likelihood = {"skipped": "a deterministic autoencoder has no posterior q(z|x): no likelihood bound"}
-    elif opts.iw_samples == 0:
-        likelihood = {"skipped": "--iw-samples 0"}
-    else:
-        lx = x8 if opts.likelihood_images == 0 else read_subset(images, subset(eval_idx, opts.likelihood_images))
-        res = clock.time("likelihood", lambda: likelihood_bounds(
-            model, lx, cfg.loss, k=opts.iw_samples, seed=opts.seed, device=dev, progress=opts.progress))
-        likelihood = {**res.summary(), "split": opts.split, "seed": opts.seed}
-
-    samplers = clock.time("fit_samplers", lambda: fitted_samplers(ckpt, model, cfg, data, ds, images, opts, dev,
-                                                                            digest))
-    fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"} if extractor is None else {}
-    sample_grids: dict[str, torch.Tensor] = {}
+    likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, images, eval_idx, x8, opts, dev))
+    samplers = clock.time("fit_samplers",
+                          lambda: fitted_samplers(ckpt, model, cfg, data, ds, images, opts, dev, digest))
+    grids: dict[str, torch.Tensor] = {}
+    fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"}
     if extractor is not None:
-        fid_result = clock.time("fid", lambda: _fid_all(model, ds, images, eval_idx, x8, recons, samplers, cfg,
-                                                        extractor, opts, dev, sample_grids))
-    for name, (s, _) in samplers.items():
-        if name not in sample_grids:
-            sample_grids[name] = next(decoded_batches(model, sample_latents(s, GRID_IMAGES, opts.seed, GRID_IMAGES), dev))
+        fid_result = clock.time("fid", lambda: _fid_all(model, ds, images, eval_idx, recons, samplers, cfg,
+                                                        extractor, opts, dev, grids))
+    _complete_grids(grids, model, samplers, opts.seed, dev)
 
+    latent = latent_health(means, logvars, deterministic=not model.is_vae)
     out.mkdir(parents=True, exist_ok=True)
-    files.update(report.write_pictures(out, x8, recons, sample_grids, means, logvars if model.is_vae else None,
-                                       latent, ds, eval_idx))
+    files = report.write_pictures(out, x8, recons, grids, means, latent, ds, eval_idx)
     metrics = {
-        "protocol": {
-            "checkpoint": "bundled" if ckpt is None else str(ckpt), "weights": str(weights_path),
-            "weights_sha1": digest, "step": _step_of(weights_path),
-            "data": os.path.realpath(ds.root), "split": opts.split, "split_images": len(eval_idx),
-            "image_size": cfg.model.image_size, "crop": cfg.data.crop, "dims": int(x8[0].numel()),
-            "device": str(dev), "seed": opts.seed, "options": _jsonable(asdict(opts)),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+        "protocol": {**_protocol(ckpt, weights_path, digest, ds, cfg, opts, len(eval_idx), dev), "step": step},
         "model": {"kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim, "image_size": cfg.model.image_size,
                   "block": cfg.model.block, "recon_loss": cfg.loss.recon, "sigma": cfg.loss.sigma,
                   "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},
         "fid": fid_result,
         "likelihood": likelihood,
-        "reconstruction": recon,
+        "reconstruction": {**recon_metrics(x8, recons), "split": opts.split},
         "latent": latent,
-        "samplers": {name: {"source": src, "options": _jsonable(s.options())} for name, (s, src) in samplers.items()},
+        "samplers": {name: {"source": src, "options": s.options()} for name, (s, src) in samplers.items()},
         "timings_s": clock.seconds,
         "files": files,
     }
-    atomic_write_text(out / "metrics.json", json.dumps(_jsonable(metrics), indent=1, allow_nan=True) + "\n")
+    metrics = _jsonable(metrics)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     report.render_report(metrics, out)
     return metrics
 
 
-def _fid_all(model, ds, images, eval_idx, x8, recons, samplers, cfg, extractor, opts: EvalOptions, dev,
+def _likelihood(model: VAE, cfg: RunConfig, images: np.ndarray, eval_idx: np.ndarray, x8: torch.Tensor,
+                opts: EvalOptions, dev: torch.device) -> dict:
+    from facevae.metrics.likelihood import likelihood_bounds
+
+    if not model.is_vae:
+        return {"skipped": "a deterministic autoencoder has no posterior q(z|x): no likelihood bound"}
+    if opts.iw_samples == 0:
+        return {"skipped": "--iw-samples 0"}
+    lx = x8 if opts.likelihood_images == 0 else read_subset(images, subset(eval_idx, opts.likelihood_images))
+    res = likelihood_bounds(model, lx, cfg.loss, k=opts.iw_samples, seed=opts.seed, device=dev,
+                            progress=opts.progress)
+    selection = "all" if len(lx) == len(eval_idx) else f"random subset, seed {REFERENCE_SEED}"
+    return {**res.summary(), "split": opts.split, "selection": selection, "seed": opts.seed}
+
+
+def _complete_grids(grids: dict[str, torch.Tensor], model: VAE, samplers: dict, seed: int, dev: torch.device) -> None:
+    """A full 8x8 grid per sampler (FID runs with fewer than 64 samples leave short ones)."""
+    for name, (s, _) in samplers.items():
+        if len(grids.get(name, ())) < GRID_IMAGES:
+            grids[name] = next(decoded_batches(model, sample_latents(s, GRID_IMAGES, seed, GRID_IMAGES), dev))
+
+
+def _protocol(ckpt, weights_path: Path, digest: str, ds: FaceDataset, cfg: RunConfig, opts: EvalOptions,
+              split_images: int, dev: torch.device) -> dict:
+    return {
+        "checkpoint": "bundled" if ckpt is None else str(ckpt), "weights": str(weights_path),
+        "weights_sha1": digest,
+        "data": os.path.realpath(ds.root), "split": opts.split, "split_images": split_images,
+        "image_size": cfg.model.image_size, "crop": cfg.data.crop, "dims": 3 * cfg.model.image_size ** 2,
+        "device": str(dev), "seed": opts.seed, "options": asdict(opts),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts: EvalOptions, dev,
              grids: dict[str, torch.Tensor]) -> dict:
+    """FID of each sampler's samples against the reference split, and of reconstructions against originals."""
     n, bs = opts.fid_samples, opts.batch_size
     identity = extractor.identity
     mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, n, cfg, extractor, bs,

@@ -259,7 +259,7 @@ class Trainer:
         self.scaler.step(self.opt)
         self.scaler.update()
         if self.ema:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         return terms.detached()
 
     def _masked_step(self, ok: torch.Tensor) -> None:
@@ -281,7 +281,7 @@ class Trainer:
                 del self.opt.grad_scale, self.opt.found_inf
         self.buffers.restore(where=bad)
         if self.ema:  # on a bad step this averages towards unchanged weights, which is harmless
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         bad_i = bad.to(torch.int64)
         self._skipped_dev.add_(bad_i)
         self._bad_run_dev.add_(1).mul_(bad_i)

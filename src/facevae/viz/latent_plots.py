@@ -140,7 +140,12 @@ def compare_figure(panels: Mapping[str, Mapping[str, np.ndarray]], metrics: Mapp
     """panels[model][row] = uint8 grid image; one column per model, one row per kind of picture."""
     models = list(panels)
     rows = list(row_titles)
-    fig, axes = plt.subplots(len(rows), len(models), figsize=(4.6 * len(models), 4.2 * len(rows)), squeeze=False)
+    col_w = 5.0  # inches per model column
+    # each row as tall as its pictures at the column width, so no blank bands appear between rows
+    heights = [max(panels[m][r].shape[0] / panels[m][r].shape[1] for m in models) * col_w for r in rows]
+    size = (col_w * len(models) + 1.0, sum(heights) + 0.5 * len(rows) + 0.6)
+    fig, axes = plt.subplots(len(rows), len(models), figsize=size, squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
     for c, model in enumerate(models):
         for r, row in enumerate(rows):
             ax = axes[r][c]
@@ -152,7 +157,7 @@ def compare_figure(panels: Mapping[str, Mapping[str, np.ndarray]], metrics: Mapp
         numbers = "  ".join(f"{k} {v:.3g}" for k, v in metrics.get(model, {}).items())
         axes[0][c].set_title(model + (f"\n{numbers}" if numbers else ""), fontsize=12)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=90)  # photo panels make big PNGs; 90 dpi keeps 64 px faces sharp
 
 
 def face_grid(images: torch.Tensor, nrow: int) -> np.ndarray:

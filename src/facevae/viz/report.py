@@ -27,8 +27,7 @@ PCA_ATTRIBUTE = "Smiling"
 # ----------------------------------------------------------------------------- pictures
 
 def write_pictures(out: Path, originals: torch.Tensor, recons: torch.Tensor, samples: Mapping[str, torch.Tensor],
-                   means: torch.Tensor, logvars: torch.Tensor | None, latent: Mapping[str, Any], ds,
-                   eval_idx: np.ndarray) -> dict[str, str]:
+                   means: torch.Tensor, latent: Mapping[str, Any], ds, eval_idx: np.ndarray) -> dict[str, str]:
     """Sample grids, originals-over-reconstructions, latent plots; returns role -> file name."""
     from facevae.latent.stats import pca_2d
     from facevae.viz import latent_plots

@@ -1,0 +1,61 @@
+"""Package a trained run as the bundled default model (src/facevae/pretrained/).
+
+    python tools/make_bundle.py --run runs/bundle --data ../shared/celeba_mini
+
+Writes celeba64.safetensors (fp16 weights + config), the fitted gaussian and
+GMM-10 samplers and the 40 attribute vectors beside it, so `facevae sample`,
+`edit` and `serve` work with no data after install.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from facevae.training.checkpoint import bundled_weights, load_model, resolve_weights, save_weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--components", type=int, default=10)
+    args = ap.parse_args()
+
+    model, cfg = load_model(args.run)
+    with safe_open(str(resolve_weights(args.run)), framework="pt") as f:
+        step = (f.metadata() or {}).get("step", "")
+    target = bundled_weights()
+    for old in target.parent.glob("*.safetensors"):
+        old.unlink()
+    save_weights(target, cfg, model.state_dict(), {"step": step, "source": str(args.run.name)}, dtype=torch.float16)
+    print(f"weights: {target} ({target.stat().st_size / 1e6:.1f} MB, step {step})")
+
+    # fit with the bundled (fp16-rounded) weights, exactly what users will load
+    model, cfg = load_model(None)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
+        from facevae.latent.attributes import attribute_bank, cache_paths, weights_digest
+        from facevae.sampling.store import get_sampler, store_dirs
+
+        for name in ("gaussian", "gmm"):
+            get_sampler(None, model, cfg, name=name, components=args.components, data=args.data)
+        written = store_dirs(None)[-1]
+        for f in written.glob("*.safetensors"):
+            shutil.copy2(f, target.parent / f.name)
+            print(f"sampler: {target.parent / f.name}")
+        attribute_bank(None, model, cfg, data=args.data)
+        reads, write = cache_paths(None, target, weights_digest(target))
+        shutil.copy2(write, reads[0])
+        print(f"attributes: {reads[0]}")
+    print(json.dumps({"bundle": [p.name for p in sorted(target.parent.glob('*.safetensors'))]}))
+
+
+if __name__ == "__main__":
+    main()
