@@ -118,7 +118,7 @@ def interpolate(
     import torch
 
     from facevae.latent.interpolate import interpolate_faces
-    from facevae.viz.gif import pingpong, save_gif
+    from facevae.viz.gif import pingpong, resize, save_gif
     from facevae.viz.grid import make_grid, save_image
     from facevae.viz.latent_plots import labelled_grid
 
@@ -136,19 +136,12 @@ def interpolate(
     save_image(labelled_grid(rows, labels, title=f"{mode} interpolation, t =", scale=scale), out)
     written = [str(out)]
     if gif is not None:
-        frames = [_upscaled(make_grid(f, nrow=len(f)), max(2, scale)) for f in faces]
+        grids = [make_grid(f, nrow=len(f)) for f in faces]
+        frames = [resize(g, g.shape[1] * max(2, scale)) for g in grids]  # 64 px faces are too small to watch
         # linger on both ends of the path: the faces being joined
         save_gif(pingpong(frames), gif, fps=fps, hold={0: 3, steps - 1: 3})
         written.append(f"{gif} ({2 * steps - 2} frames)")
     typer.echo(f"wrote {' and '.join(written)}")
-
-
-def _upscaled(frame, scale: int):
-    import numpy as np
-    from PIL import Image
-
-    h, w = frame.shape[:2]
-    return np.asarray(Image.fromarray(frame).resize((w * scale, h * scale), Image.LANCZOS))
 
 
 @app.command()

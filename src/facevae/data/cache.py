@@ -52,7 +52,7 @@ def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False
     img = img.convert("RGB")
     left, top = (w - c) / 2, (h - c) / 2
     out = img.resize((size, size), Image.BICUBIC, box=(left, top, left + c, top + c))
-    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+    return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))  # writable, CHW
 
 
 def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndarray:

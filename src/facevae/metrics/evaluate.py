@@ -192,11 +192,12 @@ def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunCo
 
 
 def stored_sampler(name: str, ckpt, model: VAE, cfg: RunConfig, data, opts: EvalOptions, device: torch.device):
-    """The lead's sampler store, when it returns a real fitted sampler of that name; else None."""
+    """The sampler stored beside the checkpoint (fitted on the whole training split and stored on first use)."""
     from facevae.sampling import Sampler
     from facevae.sampling.store import get_sampler
 
-    s = get_sampler(ckpt, model, cfg, name=name, components=opts.components, data=data, device=device)
+    s = get_sampler(ckpt, model, cfg, name=name, components=opts.components, data=data, device=device,
+                    progress=opts.progress)
     return s if isinstance(s, Sampler) and s.name == name and s.fitted else None
 
 
@@ -208,13 +209,14 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
     out: dict[str, tuple[Any, str]] = {}
     latents = None
     for name in opts.samplers:
-        s = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None
-        if s is not None:
-            out[name] = (s, "stored beside the checkpoint (facevae.sampling.store)")
-            continue
         s = build_sampler(name, cfg.model.latent_dim, **SAMPLER_OPTIONS.get(name, lambda o: {})(opts))
         if not FITS_ON_LATENTS.get(name, True):
             out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
+            continue
+        stored = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None
+        if stored is not None:
+            out[name] = (stored, "fitted on the whole training split, stored beside the checkpoint "
+                                 "(facevae.sampling.store)")
             continue
         if latents is None:
             latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)

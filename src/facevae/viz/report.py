@@ -214,14 +214,16 @@ def _latent(m: Mapping[str, Any]) -> str:
     rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats',
                  "KL(N(m, S) || N(0, I)), m = mean of posterior means, S = Cov(means) + mean posterior variance "
                  "(the aggregate posterior's exact first two moments)"])
-    figs = "".join(f'<figure>{_img(files[key], cap)}<figcaption>{cap}</figcaption></figure>'
-                   for key, cap in (("latent_kl", "KL and activity per dimension"),
-                                    ("latent_pca", "posterior means, first two principal components"),
-                                    ("latent_histograms", "posterior means of the most and least active dimensions"))
+    figs = "".join(f'<figure class="{cls}">{_img(files[key], cap)}<figcaption>{cap}</figcaption></figure>'
+                   for key, cls, cap in (
+                       ("latent_kl", "span", "KL and activity per dimension, sorted; grey: inactive units"),
+                       ("latent_pca", "", "posterior means, first two principal components"),
+                       ("latent_histograms", "", "posterior means of the most and least active dimensions "
+                                                 "against the prior"))
                    if key in files)
     return ('<section><h2>Latent space</h2>'
             f'<p class="lead">Posterior parameters of {num(lt["images"])} images of the {esc(m["protocol"]["split"])} split.</p>'
-            + _table(["metric", "value", "definition"], rows) + f'<div style="height:14px"></div><div class="grid">{figs}</div>'
+            + _table(["metric", "value", "definition"], rows) + f'<div style="height:14px"></div><div class="latent-figs">{figs}</div>'
             + "</section>")
 
 
