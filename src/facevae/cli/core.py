@@ -68,7 +68,7 @@ def sample(
     from facevae.generate import generate
     from facevae.viz.grid import save_grid
 
-    _check_out(out)
+    check_out_file(out)
     images = generate(ckpt, n=n, seed=seed, temperature=temperature, sampler=sampler, components=components,
                       data=data, device=device)
     save_grid(images, out)
@@ -91,13 +91,13 @@ def reconstruct(
 
     if bool(images) == bool(data):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
-    _check_out(out)
+    check_out_file(out)
     originals, recons = run_reconstruct(ckpt, images=images, data=data, split=split, n=n, device=device)
     save_image(pairs_grid(originals, recons), out)
     typer.echo(f"wrote {len(originals)} reconstructions to {out}")
 
 
-def _check_out(out: Path) -> None:
+def check_out_file(out: Path) -> None:
     if out.is_dir():
         raise FacevaeError(f"--out {out} is a folder: give a file name such as {out / 'grid.png'}")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):

@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.core import CkptOpt, DeviceOpt, _check_out, build_config
+from facevae.cli.core import CkptOpt, DeviceOpt, check_out_file, build_config
 from facevae.errors import FacevaeError
 
 DataOpt = typer.Option(None, "--data", help="CelebA root (holding img_align_celeba/ and list_attr_celeba.txt).")
@@ -86,7 +86,7 @@ def edit(
     from facevae.viz.grid import save_image
     from facevae.viz.latent_plots import labelled_grid, strength_label
 
-    _check_out(out)
+    check_out_file(out)
     weights = parse_attribute_weights(attribute)
     values = parse_strengths(strengths)
     result = edit_faces(ckpt, weights, values, images=images, data=data, split=split, n=n,
@@ -122,7 +122,7 @@ def interpolate(
     from facevae.viz.grid import make_grid, save_image
     from facevae.viz.latent_plots import labelled_grid
 
-    _check_out(out)
+    check_out_file(out)
     if gif is not None and gif.suffix.lower() != ".gif":
         raise FacevaeError(f"--gif {gif} must end in .gif")
     faces, originals = interpolate_faces(ckpt, images=images or (), seed=seed, pairs=pairs, mode=mode, steps=steps,
