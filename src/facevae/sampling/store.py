@@ -36,9 +36,9 @@ def weights_id(ckpt: str | Path | None) -> str:
 
 def store_dirs(ckpt: str | Path | None) -> list[Path]:
     """Where fitted artefacts of a checkpoint are looked up, the writable one last."""
-    if ckpt is None:
+    path = None if ckpt is None else Path(ckpt).expanduser()
+    if path is None or path.resolve() == bundled_weights().resolve():
         return [bundled_weights().parent, default_cache_dir() / "bundled"]
-    path = Path(ckpt).expanduser()
     return [(path if path.is_dir() else path.parent) / "samplers"]
 
 
