@@ -65,6 +65,29 @@ def make_celeba(root: Path, n: int = 24, *, crlf: bool = True, missing: int = 0,
     return root
 
 
+def mini_slice(src: Path, dst: Path, n_train: int, n_valid: int) -> Path:
+    """A CelebA folder with the first training and validation images of `src` (symlinked).
+
+    The annotation files are cut down to those images: its cache builds, and its annotations parse, in a second.
+    """
+    images = dst / "img_align_celeba"
+    images.mkdir(parents=True)
+    partition = (src / "list_eval_partition.txt").read_text().splitlines()
+    rows = [line.split() for line in partition if line.strip()]
+    keep = [f for f, p in rows if p == "0"][:n_train] + [f for f, p in rows if p == "1"][:n_valid]
+    for name in keep:
+        os.symlink(src / "img_align_celeba" / name, images / name)
+    wanted = set(keep)
+
+    def kept(lines: list[str]) -> list[str]:
+        return [ln for ln in lines if ln.split(" ", 1)[0] in wanted]
+
+    (dst / "list_eval_partition.txt").write_text("\n".join(kept(partition)) + "\n")
+    attrs = (src / "list_attr_celeba.txt").read_text().splitlines()
+    (dst / "list_attr_celeba.txt").write_text("\n".join([str(len(keep)), attrs[1], *kept(attrs[2:])]) + "\n")
+    return dst
+
+
 @pytest.fixture
 def fake_celeba(tmp_path) -> Path:
     return make_celeba(tmp_path / "celeba")

@@ -5,7 +5,6 @@ One tiny model, trained once for the module on 128 real training faces, serves e
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from facevae.latent.attributes import attribute_vectors
 from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 
-from tests.conftest import tiny_config
+from tests.conftest import mini_slice, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,33 +29,10 @@ N_TRAIN, N_VALID, SIZE, PAD = 128, 32, 32, 2
 CELL = SIZE + PAD  # a face plus its grid padding
 
 
-def _subset(src: Path, dst: Path) -> Path:
-    """A CelebA folder with the first N_TRAIN training and N_VALID validation images (symlinked).
-
-    The annotation files are cut down to those images: parsing all 24k rows costs a second each time.
-    """
-    images = dst / "img_align_celeba"
-    images.mkdir(parents=True)
-    rows = [line.split() for line in (src / "list_eval_partition.txt").read_text().splitlines() if line.strip()]
-    keep = [f for f, p in rows if p == "0"][:N_TRAIN] + [f for f, p in rows if p == "1"][:N_VALID]
-    for name in keep:
-        os.symlink(src / "img_align_celeba" / name, images / name)
-    wanted = set(keep)
-
-    def rows_for_kept(lines: list[str]) -> list[str]:
-        return [ln for ln in lines if ln.split(" ", 1)[0] in wanted]
-
-    partition = (src / "list_eval_partition.txt").read_text().splitlines()
-    (dst / "list_eval_partition.txt").write_text("\n".join(rows_for_kept(partition)) + "\n")
-    attrs = (src / "list_attr_celeba.txt").read_text().splitlines()
-    (dst / "list_attr_celeba.txt").write_text("\n".join([str(len(keep)), attrs[1], *rows_for_kept(attrs[2:])]) + "\n")
-    return dst
-
-
 @pytest.fixture(scope="module")
 def setup(celeba_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("latent_cli")
-    data = _subset(celeba_root, root / "celeba")
+    data = mini_slice(celeba_root, root / "celeba", N_TRAIN, N_VALID)
     cfg = tiny_config("train.batch_size=32", "train.epochs=2")  # 4 steps an epoch: two recon grids
     train(data, root / "run", cfg, device="cpu", progress=False)
     return data, root / "run", root

@@ -15,7 +15,7 @@ from facevae.errors import FacevaeError
 from facevae.metrics import fid
 from facevae.metrics import evaluate as ev
 from facevae.metrics.latent_health import aggregate_posterior_kl, latent_health
-from tests.conftest import tiny_config
+from tests.conftest import mini_slice, tiny_config
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -94,24 +94,9 @@ def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- on the mini CelebA
 
-def _mini_subset(src: Path, dst: Path, n_train: int = 320, n_valid: int = 48) -> Path:
-    """A CelebA-layout folder of symlinks to a few hundred real images: its cache builds in a second."""
-    rows = [ln.split() for ln in (src / "list_eval_partition.txt").read_text().splitlines() if ln.strip()]
-    names = [n for n, p in rows if p == "0"][:n_train] + [n for n, p in rows if p == "1"][:n_valid]
-    keep = set(names)
-    (dst / "img_align_celeba").mkdir(parents=True)
-    for name in names:
-        (dst / "img_align_celeba" / name).symlink_to(src / "img_align_celeba" / name)
-    (dst / "list_eval_partition.txt").write_text("".join(f"{n} {p}\n" for n, p in rows if n in keep))
-    attr = (src / "list_attr_celeba.txt").read_text().splitlines()
-    body = [ln for ln in attr[2:] if ln.split(maxsplit=1)[0] in keep]
-    (dst / "list_attr_celeba.txt").write_text("\n".join([str(len(body)), attr[1], *body]) + "\n")
-    return dst
-
-
 @pytest.fixture(scope="module")
 def mini(celeba_root, tmp_path_factory):
-    return _mini_subset(celeba_root, tmp_path_factory.mktemp("mini"))
+    return mini_slice(celeba_root, tmp_path_factory.mktemp("mini"), n_train=320, n_valid=48)
 
 
 @pytest.fixture(scope="module")

@@ -1,41 +1,20 @@
 """Fixtures for the web page tests: a tiny model trained on a slice of the mini CelebA, with attribute vectors."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import mini_slice, tiny_config
 
 N_TRAIN, N_VALID = 2000, 100
 TRAIN_SETTINGS = ("train.max_steps=40", "train.batch_size=32", "data.draft=true", "data.workers=2")
 
 
-def mini_slice(src: Path, dst: Path, n_train: int = N_TRAIN, n_valid: int = N_VALID) -> Path:
-    """A CelebA folder with the first training and validation images of `src` (symlinked, annotations cut down)."""
-    images = dst / "img_align_celeba"
-    images.mkdir(parents=True)
-    partition = (src / "list_eval_partition.txt").read_text().splitlines()
-    rows = [line.split() for line in partition if line.strip()]
-    keep = [f for f, p in rows if p == "0"][:n_train] + [f for f, p in rows if p == "1"][:n_valid]
-    for name in keep:
-        os.symlink(src / "img_align_celeba" / name, images / name)
-    wanted = set(keep)
-
-    def kept(lines: list[str]) -> list[str]:
-        return [ln for ln in lines if ln.split(" ", 1)[0] in wanted]
-
-    (dst / "list_eval_partition.txt").write_text("\n".join(kept(partition)) + "\n")
-    attrs = (src / "list_attr_celeba.txt").read_text().splitlines()
-    (dst / "list_attr_celeba.txt").write_text("\n".join([str(len(keep)), attrs[1], *kept(attrs[2:])]) + "\n")
-    return dst
-
-
 @pytest.fixture(scope="session")
 def web_data(celeba_root, tmp_path_factory) -> Path:
-    return mini_slice(celeba_root, tmp_path_factory.mktemp("web_data") / "celeba")
+    return mini_slice(celeba_root, tmp_path_factory.mktemp("web_data") / "celeba", N_TRAIN, N_VALID)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
 from facevae.sampling.base import Sampler
-from facevae.sampling.registry import build_sampler, sampler_class
+from facevae.sampling.registry import sampler_class
 
 FORMAT = "facevae.sampler/1"
 

@@ -123,7 +123,7 @@ def _summary(m: Mapping[str, Any]) -> str:
                      f'{num(lt["kl"]["dims_above"])} dims above {lt["kl"]["threshold"]:g} nats'])
     rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats',
                  "KL(moment-matched Gaussian of q(z) || N(0, I))"])
-    return (f'<section><h2>Summary</h2><p class="lead">Every figure with its protocol. '
+    return ('<section><h2>Summary</h2><p class="lead">Every figure with its protocol. '
             f'Details and definitions below; raw numbers in <a href="metrics.json">metrics.json</a>.</p>'
             + _table(["metric", "value", "protocol"], rows, "summary") + "</section>")
 
