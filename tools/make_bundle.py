@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from facevae.training.checkpoint import bundled_weights, load_model, resolve_weights, save_weights
+from facevae.training.checkpoint import bundled_weights, load_model, resolve_weights, save_weights, weights_digest
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     model, cfg = load_model(None)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
-        from facevae.latent.attributes import attribute_bank, cache_paths, weights_digest
+        from facevae.latent.attributes import attribute_bank, cache_paths
         from facevae.sampling.store import get_sampler, store_dirs
 
         for name in ("gaussian", "gmm"):

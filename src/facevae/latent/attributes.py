@@ -151,14 +151,6 @@ def compute_bank(means: torch.Tensor, attributes: torch.Tensor, names: Sequence[
 
 # ---------------------------------------------------------------------------- cache
 
-def weights_digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_paths(ckpt: str | Path | None, weights: Path, digest: str) -> tuple[list[Path], Path]:
     """(places to read from, in order; the place to write)."""
     from facevae.data import default_cache_dir
@@ -203,7 +195,7 @@ def attribute_bank(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: st
     With `data` None only a cache made for these exact weights is used; with `data`,
     the cache must also have been made from that data, else the vectors are recomputed.
     """
-    from facevae.training.checkpoint import resolve_weights
+    from facevae.training.checkpoint import resolve_weights, weights_digest
 
     weights = resolve_weights(ckpt)
     digest = weights_digest(weights)

@@ -6,7 +6,6 @@ model looks first in the package (shipped fits), then in the user cache.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -18,20 +17,13 @@ from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import SAMPLERS, build_sampler
 from facevae.sampling.serialize import load_sampler, save_sampler
-from facevae.training.checkpoint import bundled_weights, resolve_weights
+from facevae.training.checkpoint import bundled_weights, resolve_weights, weights_digest
 
 FITTED_OPTIONS = {"gmm": "components"}
 
 
 def weights_id(ckpt: str | Path | None) -> str:
-    """Identity of a weights file: its size, step and config (cheap, no full read)."""
-    from safetensors import safe_open
-
-    path = resolve_weights(ckpt)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    ident = f"{path.stat().st_size}|{meta.get('step', '')}|{meta.get('config', '')}"
-    return hashlib.sha1(ident.encode()).hexdigest()[:12]
+    return weights_digest(resolve_weights(ckpt))[:12]
 
 
 def store_dirs(ckpt: str | Path | None) -> list[Path]:

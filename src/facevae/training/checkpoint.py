@@ -10,6 +10,7 @@ into tensors and a JSON skeleton kept in the safetensors metadata.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -136,6 +137,15 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     except RuntimeError:
         raise FacevaeError(f"weights in {path} do not match the model its config describes: the file is damaged") from None
     return model.to(device).eval(), cfg
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-1 of a weights file: the key of everything derived from those weights (samplers, attribute vectors)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def run_dir_of(ckpt: str | Path | None) -> Path | None:

@@ -124,7 +124,7 @@ def _summary(m: Mapping[str, Any]) -> str:
     rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats',
                  "KL(moment-matched Gaussian of q(z) || N(0, I))"])
     return ('<section><h2>Summary</h2><p class="lead">Every figure with its protocol. '
-            f'Details and definitions below; raw numbers in <a href="metrics.json">metrics.json</a>.</p>'
+            'Details and definitions below; raw numbers in <a href="metrics.json">metrics.json</a>.</p>'
             + _table(["metric", "value", "protocol"], rows, "summary") + "</section>")
 
 
