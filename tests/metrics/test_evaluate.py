@@ -109,14 +109,6 @@ def tiny_run(mini, tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="module")
-def inception():
-    path = fid.default_inception_path()
-    if path is None or not path.is_file():
-        pytest.skip(f"FID Inception not installed: {fid.INSTALL_HINT}")
-    return fid.InceptionFeatures(path, device="cpu")
-
-
 @pytest.mark.slow
 def test_fid_orders_real_reconstructed_and_noise(mini, tiny_run, inception):
     from facevae.data import load_images, open_dataset

@@ -122,14 +122,6 @@ def test_corrupt_weights_raise_facevae_error(tmp_path):
     with pytest.raises(FacevaeError, match="--inception PATH"):
         fid.load_inception(bad)
 
-@pytest.fixture(scope="module")
-def inception():
-    path = fid.default_inception_path()
-    if path is None or not path.is_file():
-        pytest.skip(f"FID Inception not installed: {fid.INSTALL_HINT}")
-    return fid.InceptionFeatures(path, device="cpu")
-
-
 def test_inception_features_are_2048_finite_and_deterministic(inception):
     rng = np.random.default_rng(7)
     images = rng.integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)

@@ -167,7 +167,7 @@ SAMPLER_OPTIONS: dict[str, Callable[[EvalOptions], dict]] = {"gmm": lambda o: {"
 FITS_ON_LATENTS: dict[str, bool] = {"prior": False}  # the others fit the training latents
 
 
-def weights_digest(model: VAE) -> str:
+def state_digest(model: VAE) -> str:
     """sha1 of the evaluated weights themselves (a run's weights file changes while it trains)."""
     h = hashlib.sha1()
     for name, t in sorted(model.state_dict().items()):
@@ -183,7 +183,7 @@ def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunCo
     from facevae.latent.encode import cached_latents
 
     idx = subset(ds.split_indices("train"), count)
-    key = json.dumps({"weights": digest or weights_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
+    key = json.dumps({"weights": digest or state_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
                       "size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
                       "seed": REFERENCE_SEED}, sort_keys=True)
     path = default_cache_dir() / "eval" / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
@@ -276,7 +276,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     step = _step_of(weights_path)  # read next to the weights: a training run replaces the file every epoch
     model, cfg = load_model(ckpt, dev)
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock, digest = _Clock(), weights_digest(model)
+    clock, digest = _Clock(), state_digest(model)
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=opts.progress)
