@@ -2,16 +2,17 @@
 
 Modes, all on the same model (same initial weights) and batch in one run:
   facevae      Trainer.train_step on the uint8 cache placed by place_images (on the GPU
-               when it fits), flips on the device, bf16 autocast + channels_last + fused
-               Adam on CUDA, no host sync per step.
+               when it fits), flips on the device, channels_last, bf16 autocast (CUDA,
+               or a CPU with native bf16), fused Adam and no host sync per step on CUDA.
   facevae_fit  the whole Trainer.fit loop around it (EMA on, a log line every 25 steps,
                a checkpoint every 500): the rate it logs, first window excluded.
   naive        what typical GitHub VAE projects do: a torch DataLoader over a Dataset
                that opens and decodes the JPEG with PIL for every item, crops and
                resizes it, fp32 eager, default Adam, loss.item() every step.
   ceiling      forward + backward + optimizer step on device-resident random data
-               (bf16, torch.compile, fused Adam on CUDA): what the GPU does with no
-               data pipeline at all. On CPU it runs fp32 eager unless --compile.
+               (bf16, channels_last, torch.compile, fused Adam on CUDA): what the GPU does
+               with no data pipeline at all. On CPU it runs eager unless --compile, in
+               bf16 where the CPU has native bf16 (as the trainer does), else fp32.
 Warm-up steps are excluded from every timing (and compile time with them).
 
     python benchmarks/throughput.py --data ../shared/celeba_mini --device cpu --steps 30
@@ -36,7 +37,7 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.losses import vae_loss
 from facevae.models import build_model
 from facevae.training.run import resolve_device
-from facevae.training.trainer import Trainer
+from facevae.training.trainer import Trainer, autocast_dtype
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,7 +76,7 @@ def timed(steps_iter, device: torch.device, warmup: int, steps: int, batch: int)
 
 def facevae_trainer(cfg: RunConfig, model, images: np.ndarray, idx: np.ndarray, device, run_dir: Path,
                     compile_model: bool) -> Trainer:
-    if device.type == "cuda" and cfg.train.channels_last:
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = BatchLoader(place_images(images, device, indices=idx), cfg.train.batch_size, device,
                          flip=cfg.data.flip, seed=cfg.train.seed)
@@ -151,15 +152,12 @@ def naive_steps(cfg: RunConfig, model, paths, device, workers: int):
 # ---- ceiling -------------------------------------------------------------------------------
 
 def ceiling_steps(cfg: RunConfig, model, device, compile_model: bool):
-    bf16 = device.type == "cuda"
-    if bf16:
-        model = model.to(memory_format=torch.channels_last)
+    bf16 = autocast_dtype("bf16", device) is not None
+    model = model.to(memory_format=torch.channels_last)
     run = torch.compile(model) if compile_model else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=device.type == "cuda")
     s = cfg.model.image_size
-    x = torch.rand(cfg.train.batch_size, 3, s, s, device=device)
-    if bf16:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.rand(cfg.train.batch_size, 3, s, s, device=device).contiguous(memory_format=torch.channels_last)
     model.train()
     while True:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -169,6 +167,10 @@ def ceiling_steps(cfg: RunConfig, model, device, compile_model: bool):
         loss.backward()
         opt.step()
         yield
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -203,7 +205,7 @@ def main() -> None:
                 if mode == "facevae":
                     trainer = facevae_trainer(cfg, model, images, idx, device, Path(tmp) / mode, compile_model)
                     results[mode] = timed(facevae_steps(trainer), device, args.warmup, args.steps, args.batch)
-                    results[mode].update(precision=cfg.train.precision if device.type == "cuda" else "fp32",
+                    results[mode].update(precision=precision_name(trainer.autocast_dtype),
                                          compiled=compile_model, sync_free=trainer.sync_free)
                 else:
                     results[mode] = facevae_fit(cfg, model, images, idx, device, Path(tmp) / mode, args)
@@ -214,7 +216,7 @@ def main() -> None:
             elif mode == "ceiling":
                 steps = ceiling_steps(cfg, model, device, compile_model)
                 results[mode] = timed(steps, device, args.warmup, args.steps, args.batch)
-                results[mode].update(precision="bf16" if device.type == "cuda" else "fp32", compiled=compile_model)
+                results[mode].update(precision=precision_name(autocast_dtype("bf16", device)), compiled=compile_model)
             else:
                 raise SystemExit(f"unknown mode {mode!r}: use facevae, facevae_fit, naive, ceiling")
     out = {"benchmark": "throughput", "device": device_name(device), "device_type": device.type,

@@ -63,8 +63,8 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     ema_decay: float = 0.0  # 0 = no EMA weights
-    precision: str = "bf16"  # fp32 | bf16 | fp16 (autocast on CUDA only; CPU runs fp32)
-    channels_last: bool = True  # CUDA only
+    precision: str = "bf16"  # fp32 | bf16 | fp16 autocast; on CPU bf16 only where it is native (else fp32)
+    channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA); default: per-rank statistics
     seed: int = 0

@@ -26,8 +26,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 POISON_STEP = 2  # the step whose loss turns NaN (on rank 1 only under DDP)
+# fp32: bf16 autocast (the CPU default where it is native) rounds a half batch's sums
+# differently from the whole batch's, far beyond the tolerance this equivalence uses
 SETS = ["model.kind=ae", "model.norm=none", "train.batch_size=6", "data.flip=true",
-        "train.lr=0.003", "train.ckpt_every=1000"]
+        "train.lr=0.003", "train.ckpt_every=1000", "train.precision=fp32"]
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:

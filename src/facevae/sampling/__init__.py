@@ -1,4 +1,4 @@
-"""Latent samplers (prior, full Gaussian, Gaussian mixture) as separate, saveable objects.
+"""Latent samplers (prior, full Gaussian, Gaussian mixture, two-stage VAE) as separate, saveable objects.
 
     sampler = build_sampler("gmm", latent_dim=128, components=10).fit(posterior_means)
     save_sampler(sampler, "run/sampler_gmm.safetensors")
@@ -10,6 +10,7 @@ from facevae.sampling.gmm import GMMSampler
 from facevae.sampling.prior import PriorSampler
 from facevae.sampling.registry import SAMPLERS, build_sampler
 from facevae.sampling.serialize import load_sampler, save_sampler
+from facevae.sampling.two_stage import TwoStageSampler
 
-__all__ = ["Sampler", "PriorSampler", "GaussianSampler", "GMMSampler", "SAMPLERS", "build_sampler",
-           "save_sampler", "load_sampler"]
+__all__ = ["Sampler", "PriorSampler", "GaussianSampler", "GMMSampler", "TwoStageSampler", "SAMPLERS",
+           "build_sampler", "save_sampler", "load_sampler"]

@@ -9,8 +9,10 @@ from facevae.sampling.base import Sampler
 from facevae.sampling.gaussian import GaussianSampler
 from facevae.sampling.gmm import GMMSampler
 from facevae.sampling.prior import PriorSampler
+from facevae.sampling.two_stage import TwoStageSampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler}
+SAMPLERS: dict[str, type[Sampler]] = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler,
+                                      "two_stage": TwoStageSampler}
 
 
 def sampler_class(name: str) -> type[Sampler]:

@@ -68,8 +68,8 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     model = build_model(cfg.model).to(dev)
     if dev.type == "cuda":
         _fast_cuda_kernels()
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     placed = _place(images, train_idx, dev, placement)
     try:
         loader = BatchLoader(placed, cfg.train.batch_size, dev, flip=cfg.data.flip, seed=cfg.train.seed,

@@ -31,6 +31,26 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device`; None means fp32.
+
+    On CPU only bf16 is used, and only where oneDNN runs it natively (AVX512-BF16 or
+    AMX): there it nearly doubles a step's speed; emulated bf16 or fp16 would be slower than fp32.
+    """
+    if precision not in PRECISIONS:
+        raise FacevaeError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if device.type == "cuda" or dtype is None:
+        return dtype
+    if device.type == "cpu" and dtype is torch.bfloat16 and native_cpu_bf16():
+        return dtype
+    return None
+
+
+def native_cpu_bf16() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _constant(step: int, total: int) -> float:
     return 1.0
 
@@ -140,7 +160,7 @@ class Trainer:
         self.opt = make_optimizer(model, t, device, fused=True if self.sync_free else None)
         lr_factor(0, t, self.total_steps)  # rejects an unknown schedule before any work
         self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
-        self.autocast_dtype = PRECISIONS[t.precision] if device.type == "cuda" else None
+        self.autocast_dtype = autocast_dtype(t.precision, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.step, self.skipped, self.bad_run = 0, 0, 0
         self.buffers = BufferGuard(model)
@@ -224,7 +244,7 @@ class Trainer:
     def _autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.autocast_dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def train_step(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """One optimizer step; returns detached loss terms, or None when skipped as non-finite.
@@ -232,7 +252,7 @@ class Trainer:
         In sync-free mode (CUDA) nothing here waits for the GPU: the terms are always
         returned and a non-finite step is masked on the device (see _masked_step).
         """
-        if self.cfg.train.channels_last and self.device.type == "cuda":
+        if self.cfg.train.channels_last:  # oneDNN and cuDNN both run NHWC convolutions faster
             x = x.contiguous(memory_format=torch.channels_last)
         self.buffers.snapshot()
         with self._autocast():

@@ -1,0 +1,174 @@
+"""Two-stage VAE sampler (Dai & Wipf, "Diagnosing and Enhancing VAE Models", ICLR 2019).
+
+The first-stage VAE's posterior means do not follow its N(0, I) prior, so prior
+samples land where the image decoder was rarely trained. A second, small VAE fitted
+to the (standardised) means learns their law: with a learned decoder variance gamma
+it can shrink gamma towards 0 and make its own aggregate posterior N(0, I), so its
+decoder pushes N(0, I) onto the means' distribution.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from facevae.errors import FacevaeError
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.sampling.linalg import data_scale
+
+# One minibatch's loss is too noisy to compare fits by; the mean of the last steps is not.
+_LOSS_TAIL = 100
+# Relative to the mean std: collapsed latent dims are divided by this instead of ~0.
+_MIN_STD = 1e-6
+
+
+class SkipMLP(nn.Module):
+    """`depth` x (Linear, SiLU), then a linear head that also sees the input.
+
+    The skip keeps an affine map (the Gaussian sampler's solution) one layer away,
+    as in Dai & Wipf's second stage, so the trunk only has to learn the non-Gaussian rest.
+    """
+
+    def __init__(self, d_in: int, d_out: int, hidden: int, depth: int):
+        super().__init__()
+        widths = [d_in] + [hidden] * depth
+        self.trunk = nn.Sequential(*(m for a, b in zip(widths, widths[1:]) for m in (nn.Linear(a, b), nn.SiLU())))
+        self.head = nn.Linear(d_in + hidden, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([x, self.trunk(x)], dim=-1))
+
+
+class TwoStageSampler(Sampler):
+    """A second VAE (MLP encoder and decoder, latent size = D) on the standardised posterior means.
+
+    Trained with Adam and a cosine learning-rate decay for `steps` minibatches of
+    `batch_size` rows, deterministically for a given `seed` and device. Sampling
+    decodes u ~ N(0, T^2 I); only the decoder and the standardisation are kept.
+    `final_loss` (nats per latent row, mean of the last steps) and `gamma` describe the fit.
+    """
+
+    name = "two_stage"
+    required_keys = ("mean", "std", "log_gamma")
+
+    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 1024,
+                 depth: int = 3, steps: int = 4000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0):
+        super().__init__(latent_dim, temperature)
+        _check_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
+        self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
+        self.lr, self.seed = float(lr), seed
+        self.decoder: SkipMLP | None = None
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        self.log_gamma = torch.tensor(float("nan"))
+        self.final_loss = float("nan")
+
+    @property
+    def fitted(self) -> bool:
+        return self.decoder is not None
+
+    @property
+    def gamma(self) -> float:
+        """The second-stage decoder's variance in standardised units; near 0 when the fit is tight."""
+        return math.exp(float(self.log_gamma))
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "hidden": self.hidden, "depth": self.depth, "steps": self.steps,
+                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
+
+    def fit(self, latents: torch.Tensor) -> TwoStageSampler:
+        d = self._check_latents(latents, min_rows=2)
+        x = latents.detach().to(torch.float64)
+        mean = x.mean(0)
+        std = x.std(0).clamp_min(_MIN_STD * math.sqrt(data_scale(x)))
+        decoder, log_gamma, self.final_loss = self._train(((x - mean) / std).to(torch.float32))
+        self._adopt(decoder, mean, std, log_gamma.detach())
+        self.latent_dim = d
+        return self
+
+    def _train(self, z: torch.Tensor) -> tuple[SkipMLP, torch.Tensor, float]:
+        encoder, decoder = self._init_nets(z.shape[1], z.device)
+        log_gamma = nn.Parameter(torch.zeros((), device=z.device))
+        opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters(), log_gamma], lr=self.lr, fused=True)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps)
+        g = torch.Generator(z.device).manual_seed(self.seed)
+        tail = torch.zeros((), device=z.device)  # summed on the device: no host sync per step
+        for step in range(self.steps):
+            batch = z[torch.randint(len(z), (self.batch_size,), generator=g, device=z.device)]
+            loss = negative_elbo(encoder, decoder, log_gamma, batch, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+            if step >= self.steps - _LOSS_TAIL:
+                tail += loss.detach()
+        return decoder, log_gamma, tail.item() / min(self.steps, _LOSS_TAIL)
+
+    def _init_nets(self, d: int, device: torch.device) -> tuple[SkipMLP, SkipMLP]:
+        # Initialised from a forked CPU RNG: the same seed gives the same start on any
+        # device, and the caller's global RNG stream is left untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            encoder, decoder = SkipMLP(d, 2 * d, self.hidden, self.depth), SkipMLP(d, d, self.hidden, self.depth)
+        return encoder.to(device), decoder.to(device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        check_count(n)
+        d = self._require_fitted()
+        assert self.decoder is not None and self.mean is not None and self.std is not None
+        u = self.temperature * standard_normal(n, d, generator, self.device)
+        z = self.decoder(u.to(torch.float32)).to(torch.float64)
+        return (self.mean + self.std * z).to(SAMPLE_DTYPE)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Standardisation (float64), decoder weights (float32, as trained), log_gamma and final_loss."""
+        self._require_fitted()
+        assert self.decoder is not None and self.mean is not None and self.std is not None
+        weights = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
+        final = torch.tensor(self.final_loss, dtype=torch.float64, device=self.mean.device)
+        return {"mean": self.mean, "std": self.std, "log_gamma": self.log_gamma, "final_loss": final, **weights}
+
+    def _load(self, state: Mapping[str, torch.Tensor]) -> None:
+        mean, std = state["mean"].to(torch.float64), state["std"].to(torch.float64)
+        d = mean.shape[0] if mean.ndim == 1 else 0
+        if d == 0 or std.shape != (d,) or state["log_gamma"].ndim != 0 or self.latent_dim not in (None, d):
+            raise FacevaeError(f"two_stage sampler state has mean {tuple(mean.shape)} and std {tuple(std.shape)}, "
+                               f"not ({self.latent_dim},); re-fit and save it again")
+        weights = {k.removeprefix("decoder."): v.to(torch.float32) for k, v in state.items() if k.startswith("decoder.")}
+        with torch.device("meta"):  # no throw-away random init, and the global RNG is not advanced
+            decoder = SkipMLP(d, d, self.hidden, self.depth)
+        try:
+            decoder.load_state_dict(weights, assign=True)
+        except RuntimeError:
+            raise FacevaeError(f"two_stage sampler weights do not fit hidden={self.hidden}, depth={self.depth} "
+                               f"and {d} latent dims; re-fit and save it again") from None
+        self._adopt(decoder, mean, std, state["log_gamma"])
+        self.final_loss = float(state.get("final_loss", torch.tensor(float("nan"))))
+        self.latent_dim = d
+
+    def _adopt(self, decoder: SkipMLP, mean: torch.Tensor, std: torch.Tensor, log_gamma: torch.Tensor) -> None:
+        self.decoder = decoder.eval().requires_grad_(False)
+        self.mean, self.std, self.log_gamma = mean, std, log_gamma.to(torch.float32)
+
+
+def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Mean over rows of -ELBO: Gaussian NLL of z with variance gamma plus KL(q(u|z) || N(0, I))."""
+    mu, logvar = encoder(z).chunk(2, dim=-1)
+    eps = torch.randn(mu.shape, generator=generator, device=z.device)
+    z_hat = decoder(mu + eps * (0.5 * logvar).exp())
+    nll = 0.5 * ((z - z_hat).square() * (-log_gamma).exp() + log_gamma + math.log(2 * math.pi)).sum(-1)
+    kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1)
+    return (nll + kl).mean()
+
+
+def _check_options(*, hidden: int, depth: int, steps: int, batch_size: int, seed: int, lr: float) -> None:
+    for name, value, least in (("hidden", hidden, 1), ("depth", depth, 1), ("steps", steps, 1),
+                               ("batch_size", batch_size, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise FacevaeError(f"{name} must be an integer >= {least}, got {value!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise FacevaeError(f"lr must be a positive number, got {lr!r}")
