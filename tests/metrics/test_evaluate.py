@@ -78,6 +78,8 @@ def test_bad_options_fail_before_any_work():
         ev._check_options(ev.EvalOptions(samplers=("prior", "flow")))
     with pytest.raises(FacevaeError, match="at least 2"):
         ev._check_options(ev.EvalOptions(fid_samples=1))
+    with pytest.raises(FacevaeError, match="fid-reference-images"):
+        ev._check_options(ev.EvalOptions(fid_reference_images=-1))
 
 
 def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
@@ -149,16 +151,16 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
 
     out = tmp_path / "eval"
     args = ["evaluate", "--ckpt", str(tiny_run), "--data", str(mini), "--out", str(out), "--fid-samples", "4",
-            "--samplers", "prior,gaussian", "--iw-samples", "4", "--likelihood-images", "8", "--device", "cpu",
+            "--fid-reference-images", "6", "--samplers", "prior,gaussian", "--iw-samples", "4", "--likelihood-images", "8", "--device", "cpu",
             "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "FID prior:" in result.output and "(4 samples vs 4 train images)" in result.output
+    assert "FID prior:" in result.output and "(4 samples vs 6 train images)" in result.output
 
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["fid"]["samplers"]) == {"prior", "gaussian"}
     for f in m["fid"]["samplers"].values():
-        assert f["count"] == 4 and f["reference_count"] == 4 and f["fid"] > 0
+        assert f["count"] == 4 and f["reference_count"] == 6 and f["fid"] > 0
     rec = m["fid"]["reconstructions"]
     assert rec["count"] == 4 and rec["reference_count"] == 4 and rec["reference_split"] == "valid"
     lk = m["likelihood"]

@@ -18,6 +18,9 @@ def evaluate(
     fid_samples: int = typer.Option(10_000, "--fid-samples", min=0,
                                     help="Samples per sampler (and reference images) for FID; 0 = no FID."),
     fid_reference: str = typer.Option("train", "--fid-reference", help="Split whose images are the FID reference for samples."),
+    fid_reference_images: Optional[int] = typer.Option(
+        None, "--fid-reference-images", min=0,
+        help="Reference images for sample FID (seeded subset); 0 = the whole split; default: as many as --fid-samples."),
     iw_samples: int = typer.Option(64, "--iw-samples", min=0, help="k of the importance-weighted NLL bound; 0 = no likelihood."),
     likelihood_images: int = typer.Option(0, "--likelihood-images", min=0,
                                           help="Images of the split for the likelihood (seeded subset); 0 = all."),
@@ -36,7 +39,8 @@ def evaluate(
     from facevae.metrics.evaluate import evaluate as run_evaluate
 
     names = tuple(s.strip() for s in samplers.split(",") if s.strip())
-    opts = EvalOptions(split=split, fid_samples=fid_samples, fid_reference_split=fid_reference, iw_samples=iw_samples,
+    opts = EvalOptions(split=split, fid_samples=fid_samples, fid_reference_split=fid_reference,
+                       fid_reference_images=fid_reference_images, iw_samples=iw_samples,
                        likelihood_images=likelihood_images, samplers=names, components=components,
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)

@@ -11,7 +11,8 @@ FID protocol:
 * samples: `fid_samples` faces from each sampler (seeded), decoded and rounded to
   8 bits as a PNG would be, against `min(fid_samples, |reference split|)` real
   images of the reference split (train by default; a fixed seed-0 subset when
-  the split is larger);
+  the split is larger), or `fid_reference_images` of them (0: all, as the
+  mini-CelebA protocol of docs/results.md asks);
 * reconstructions: up to `fid_samples` images of the evaluated split against
   the same originals, reconstructed from their posterior means.
 """
@@ -48,6 +49,7 @@ class EvalOptions:
     split: str = "valid"
     fid_samples: int = 10_000  # per sampler; 0 = no FID
     fid_reference_split: str = "train"
+    fid_reference_images: int | None = None  # None: as many as fid_samples; 0: the whole split
     iw_samples: int = 64  # k of the IWAE bound; 0 = no likelihood
     likelihood_images: int = 0  # 0 = the whole split
     samplers: tuple[str, ...] = ("prior", "gaussian", "gmm")
@@ -248,6 +250,8 @@ class _Clock:
 
 
 def _check_options(opts: EvalOptions) -> None:
+    if opts.fid_reference_images is not None and opts.fid_reference_images < 0:
+        raise FacevaeError(f"fid-reference-images must be >= 0 (0 = the whole split), got {opts.fid_reference_images}")
     for name in ("fid_samples", "iw_samples", "likelihood_images", "fit_images"):
         if getattr(opts, name) < 0:
             raise FacevaeError(f"{name.replace('_', '-')} must be >= 0, got {getattr(opts, name)}")
@@ -356,7 +360,8 @@ def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts
     """FID of each sampler's samples against the reference split, and of reconstructions against originals."""
     n, bs = opts.fid_samples, opts.batch_size
     identity = extractor.identity
-    mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, n, cfg, extractor, bs,
+    ref_n = n if opts.fid_reference_images is None else opts.fid_reference_images
+    mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, ref_n, cfg, extractor, bs,
                                              opts.progress)
     result: dict[str, Any] = {"inception": identity, "reference": ref, "samplers": {}}
     for name, (s, source) in samplers.items():

