@@ -13,6 +13,7 @@ from facevae.sampling import (
     GaussianSampler,
     GMMSampler,
     PriorSampler,
+    TwoStageSampler,
     build_sampler,
     load_sampler,
     save_sampler,
@@ -157,7 +158,8 @@ def test_gaussian_sampler_survives_a_collapsed_dimension() -> None:
 @pytest.fixture(scope="module")
 def fitted(latents: torch.Tensor, gmm: GMMSampler) -> dict:
     return {"prior": PriorSampler(3, temperature=0.8).fit(latents),
-            "gaussian": GaussianSampler(temperature=0.9).fit(latents), "gmm": gmm}
+            "gaussian": GaussianSampler(temperature=0.9).fit(latents), "gmm": gmm,
+            "two_stage": TwoStageSampler(temperature=0.9, hidden=16, steps=20).fit(latents)}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

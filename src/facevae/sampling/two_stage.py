@@ -22,6 +22,9 @@ from facevae.sampling.linalg import data_scale
 _LOSS_TAIL = 100
 # Relative to the mean std: collapsed latent dims are divided by this instead of ~0.
 _MIN_STD = 1e-6
+# log_gamma has to travel several nats, and Adam moves it by at most ~lr a step: at
+# the net's lr, 4000 cosine-decayed steps could never take gamma below exp(-steps * lr / 2).
+_GAMMA_LR_SCALE = 10.0
 
 
 class SkipMLP(nn.Module):
@@ -48,13 +51,16 @@ class TwoStageSampler(Sampler):
     `batch_size` rows, deterministically for a given `seed` and device. Sampling
     decodes u ~ N(0, T^2 I); only the decoder and the standardisation are kept.
     `final_loss` (nats per latent row, mean of the last steps) and `gamma` describe the fit.
+
+    The defaults (2 x 256, 4000 steps) are sized so that 24,000 x 128 latents fit in
+    under a minute on one CPU core; Dai & Wipf's 3 x 1024 costs ~10x that on a CPU.
     """
 
     name = "two_stage"
     required_keys = ("mean", "std", "log_gamma")
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 1024,
-                 depth: int = 3, steps: int = 4000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0):
+    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 256,
+                 depth: int = 2, steps: int = 4000, batch_size: int = 256, lr: float = 3e-3, seed: int = 0):
         super().__init__(latent_dim, temperature)
         _check_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
@@ -91,7 +97,9 @@ class TwoStageSampler(Sampler):
     def _train(self, z: torch.Tensor) -> tuple[SkipMLP, torch.Tensor, float]:
         encoder, decoder = self._init_nets(z.shape[1], z.device)
         log_gamma = nn.Parameter(torch.zeros((), device=z.device))
-        opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters(), log_gamma], lr=self.lr, fused=True)
+        groups = [{"params": [*encoder.parameters(), *decoder.parameters()]},
+                  {"params": [log_gamma], "lr": self.lr * _GAMMA_LR_SCALE}]
+        opt = torch.optim.Adam(groups, lr=self.lr, fused=True)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.steps)
         g = torch.Generator(z.device).manual_seed(self.seed)
         tail = torch.zeros((), device=z.device)  # summed on the device: no host sync per step
@@ -104,7 +112,11 @@ class TwoStageSampler(Sampler):
             schedule.step()
             if step >= self.steps - _LOSS_TAIL:
                 tail += loss.detach()
-        return decoder, log_gamma, tail.item() / min(self.steps, _LOSS_TAIL)
+        final = tail.item() / min(self.steps, _LOSS_TAIL)
+        if not (math.isfinite(final) and all(bool(p.isfinite().all()) for p in decoder.parameters())):
+            raise FacevaeError(f"the two_stage fit diverged (final loss {final}); fit again with a lower lr "
+                               f"than {self.lr}")
+        return decoder, log_gamma, final
 
     def _init_nets(self, d: int, device: torch.device) -> tuple[SkipMLP, SkipMLP]:
         # Initialised from a forked CPU RNG: the same seed gives the same start on any
@@ -137,7 +149,8 @@ class TwoStageSampler(Sampler):
         if d == 0 or std.shape != (d,) or state["log_gamma"].ndim != 0 or self.latent_dim not in (None, d):
             raise FacevaeError(f"two_stage sampler state has mean {tuple(mean.shape)} and std {tuple(std.shape)}, "
                                f"not ({self.latent_dim},); re-fit and save it again")
-        weights = {k.removeprefix("decoder."): v.to(torch.float32) for k, v in state.items() if k.startswith("decoder.")}
+        prefix = "decoder."
+        weights = {k[len(prefix):]: v.to(torch.float32) for k, v in state.items() if k.startswith(prefix)}
         with torch.device("meta"):  # no throw-away random init, and the global RNG is not advanced
             decoder = SkipMLP(d, d, self.hidden, self.depth)
         try:

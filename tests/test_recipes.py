@@ -1,0 +1,22 @@
+"""benchmarks/recipes.yaml: every recipe must build, so no GPU session is spent on a typo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facevae.config import RunConfig
+from facevae.models import build_model
+
+RECIPES = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_builds_a_valid_model_at_the_protocol_size(name):
+    recipe = RECIPES[name]
+    assert set(recipe) <= {"note", "config", "set"} and recipe.get("note"), f"{name}: note, config, set only"
+    cfg = RunConfig.load(recipe["config"]).override([str(s) for s in recipe.get("set", [])])
+    cfg.validate()
+    assert cfg.model.image_size == 64 and cfg.data.crop == 148  # the protocol's preprocessing
+    assert sum(p.numel() for p in build_model(cfg.model).parameters()) > 0
