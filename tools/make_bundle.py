@@ -44,7 +44,7 @@ def main() -> None:
         from facevae.latent.attributes import attribute_bank, cache_paths
         from facevae.sampling.store import get_sampler, store_dirs
 
-        for name in ("gaussian", "gmm"):
+        for name in ("gaussian", "gmm", "two_stage"):
             get_sampler(None, model, cfg, name=name, components=args.components, data=args.data)
         written = store_dirs(None)[-1]
         for f in written.glob("*.safetensors"):

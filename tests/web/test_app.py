@@ -19,7 +19,7 @@ from facevae.models import build_model
 from facevae.models.posterior import DiagonalGaussian
 from facevae.training.checkpoint import save_weights
 from facevae.web import upload as upload_mod
-from facevae.web.explorer import Explorer, active_dimensions, load_attributes, load_samplers
+from facevae.web.explorer import SAMPLER_NAMES, Explorer, active_dimensions, load_attributes, load_samplers
 from facevae.web.handlers import Handlers
 from facevae.web.upload import MAX_UPLOAD_BYTES, read_upload
 
@@ -264,8 +264,8 @@ def test_samplers_always_offer_the_prior():
     cfg = tiny_config()
     samplers, note = load_samplers(None, build_model(cfg.model), cfg, None, "cpu")
     assert "prior" in samplers
-    assert set(samplers) <= {"prior", "gaussian", "gmm"}
-    assert bool(note) == (set(samplers) != {"prior", "gaussian", "gmm"})
+    assert set(samplers) <= set(SAMPLER_NAMES) and "two_stage" in SAMPLER_NAMES
+    assert bool(note) == (set(samplers) != set(SAMPLER_NAMES))
 
 
 def test_serve_defaults_to_localhost():
@@ -300,7 +300,7 @@ def test_trained_run_gets_all_forty_attribute_sliders(web_run, web_data, tmp_pat
     values = [0.0] * ex.n_sliders
     values[ex.attr_names.index("Smiling")] = 3.0
     assert not np.array_equal(h.edit(state, *values), h.edit(state, *[0.0] * ex.n_sliders))
-    assert set(ex.samplers) == {"prior", "gaussian", "gmm"} and not ex.sampler_note
+    assert set(ex.samplers) == set(SAMPLER_NAMES) and not ex.sampler_note
     faces, _ = h.draw("gmm", 0.8, 0, state)
     assert len(faces) == 4 and all(_is_face(f) for f in faces)
     # without --data the cached vectors and stored samplers are found again
