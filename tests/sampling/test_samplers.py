@@ -8,6 +8,7 @@ import torch
 from scipy.stats import multivariate_normal
 
 from facevae.errors import FacevaeError
+from tests.sampling.conftest import gen
 from facevae.sampling import (
     SAMPLERS,
     GaussianSampler,
@@ -27,18 +28,6 @@ TRUE_COVS = torch.tensor([
 ], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: on a shared 2-core box, OpenMP threads waiting on
-    # each other cost far more than they save.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def two_component_data(n: int = 6000) -> torch.Tensor:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
+from tests.sampling.conftest import gen
 from facevae.sampling import GaussianSampler, TwoStageSampler, build_sampler, load_sampler, save_sampler
 
 SEP = 2.5  # the two modes sit at -SEP and +SEP along dim 0, each with std 0.6 there
@@ -14,16 +15,6 @@ RIGHT_WEIGHT = 0.35
 SMALL = {"hidden": 32, "depth": 2, "steps": 3000, "lr": 1e-2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def bimodal(n: int = 4000, d: int = 8) -> torch.Tensor:
