@@ -122,3 +122,11 @@ def test_state_of_another_shape_is_rejected(fitted: TwoStageSampler) -> None:
         TwoStageSampler.from_state_dict(fitted.state_dict(), **{**fitted.options(), "hidden": 64})
     with pytest.raises(FacevaeError, match="re-fit"):
         TwoStageSampler.from_state_dict(fitted.state_dict(), **{**fitted.options(), "latent_dim": 4})
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_fit_works_inside_no_grad_and_inference_mode(mode):
+    z = torch.randn(300, 4, generator=gen(0))
+    with mode():
+        s = TwoStageSampler(hidden=8, depth=1, steps=20).fit(z)
+    assert s.fitted and torch.isfinite(s.sample(5, gen(1))).all()

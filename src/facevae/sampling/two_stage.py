@@ -89,7 +89,11 @@ class TwoStageSampler(Sampler):
         x = latents.detach().to(torch.float64)
         mean = x.mean(0)
         std = x.std(0).clamp_min(_MIN_STD * math.sqrt(data_scale(x)))
-        decoder, log_gamma, self.final_loss = self._train(((x - mean) / std).to(torch.float32))
+        # callers often hold no_grad or inference mode (samplers are fitted from evaluation code);
+        # the second stage is trained here regardless, on a normal tensor
+        with torch.inference_mode(False), torch.enable_grad():
+            z = ((x - mean) / std).to(torch.float32).clone()
+            decoder, log_gamma, self.final_loss = self._train(z)
         self._adopt(decoder, mean, std, log_gamma.detach())
         self.latent_dim = d
         return self
