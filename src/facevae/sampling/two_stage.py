@@ -25,6 +25,7 @@ _MIN_STD = 1e-6
 # log_gamma has to travel several nats, and Adam moves it by at most ~lr a step: at
 # the net's lr, 4000 cosine-decayed steps could never take gamma below exp(-steps * lr / 2).
 _GAMMA_LR_SCALE = 10.0
+_MAX_GRAD_NORM = 100.0
 
 
 class SkipMLP(nn.Module):
@@ -112,6 +113,8 @@ class TwoStageSampler(Sampler):
             loss = negative_elbo(encoder, decoder, log_gamma, batch, g)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            # as gamma shrinks the NLL's gradient grows like 1/gamma; unclipped, some latents' fits went NaN
+            nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], _MAX_GRAD_NORM)
             opt.step()
             schedule.step()
             if step >= self.steps - _LOSS_TAIL:
