@@ -2,7 +2,8 @@
 
 Why facevae trains with channels_last and (where the CPU has native bf16) bf16
 autocast on CPU: this prints images/s for fp32/bf16 x NCHW/NHWC, eager, and with
---compile the two NHWC variants compiled. Same weights and batch for every variant.
+--compile the two NHWC variants compiled. Each variant is the throughput benchmark's
+ceiling step (same weights, batch and loss) with its format and precision forced.
 
     python benchmarks/cpu_step.py --batch 64 --steps 12
 """
@@ -11,14 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 
 import torch
 
 from facevae.config import RunConfig
-from facevae.losses import vae_loss
 from facevae.models import build_model
 from facevae.training.trainer import native_cpu_bf16
+from throughput import ceiling_steps, timed  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def parse_args() -> argparse.Namespace:
@@ -31,40 +31,23 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def rate(cfg: RunConfig, base, x, nhwc: bool, bf16: bool, compiled: bool, warmup: int, steps: int) -> float:
-    model = copy.deepcopy(base)
-    if nhwc:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    run = torch.compile(model) if compiled else model
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-    for i in range(warmup + steps):
-        if i == warmup:
-            start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = run(x)
-        loss = vae_loss(x, out, cfg=cfg.loss).total
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return round(steps * len(x) / (time.perf_counter() - start), 1)
-
-
 def main() -> None:
     args = parse_args()
-    cfg = RunConfig().override(args.sets)
+    cfg = RunConfig().override([f"train.batch_size={args.batch}", *args.sets])
+    cpu = torch.device("cpu")
     torch.manual_seed(0)
     base = build_model(cfg.model)
-    s = cfg.model.image_size
-    x = torch.rand(args.batch, 3, s, s)
     variants = [(False, False, False), (True, False, False), (False, True, False), (True, True, False)]
     if args.compile:
         variants += [(True, False, True), (True, True, True)]
     out = {}
     for nhwc, bf16, compiled in variants:
         name = f"{'bf16' if bf16 else 'fp32'}_{'nhwc' if nhwc else 'nchw'}{'_compiled' if compiled else ''}"
-        out[name] = rate(cfg, base, x, nhwc, bf16, compiled, args.warmup, args.steps)
-    print(json.dumps({"benchmark": "cpu_step", "images_per_s": out, "batch": args.batch, "image_size": s,
-                      "native_bf16": native_cpu_bf16(), "capability": torch.backends.cpu.get_cpu_capability(),
+        steps = ceiling_steps(cfg, copy.deepcopy(base), cpu, compiled, nhwc=nhwc, bf16=bf16)
+        out[name] = timed(steps, cpu, args.warmup, args.steps, args.batch)["images_per_s"]
+    print(json.dumps({"benchmark": "cpu_step", "images_per_s": out, "batch": args.batch,
+                      "image_size": cfg.model.image_size, "native_bf16": native_cpu_bf16(),
+                      "capability": torch.backends.cpu.get_cpu_capability(),
                       "threads": torch.get_num_threads(), "torch": torch.__version__}, indent=1))
 
 

@@ -39,7 +39,7 @@ from facevae.sampling.store import get_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train
 
-from throughput import device_name  # noqa: E402  (benchmarks/ is the script's folder)
+from throughput import device_name, sync  # noqa: E402  (benchmarks/ is the script's folder)
 
 RECIPES = Path(__file__).with_name("recipes.yaml")
 
@@ -82,11 +82,6 @@ def machine(dev: torch.device) -> str:
     if dev.type == "cuda":
         return device_name(dev)
     return f"{device_name(dev)} CPU, {torch.get_num_threads()} threads"
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def stage_train(args) -> None:

@@ -20,6 +20,7 @@ import time
 import torch
 
 from facevae.latent.encode import encode_images, split_images
+from facevae.metrics.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device
@@ -52,10 +53,8 @@ class Clock:
         return out
 
 
-@torch.no_grad()
-def decode_uint8(model, z: torch.Tensor, batch: int) -> torch.Tensor:
-    parts = [model.decode(z[i:i + batch]).mul(255).round().to(torch.uint8).cpu() for i in range(0, len(z), batch)]
-    return torch.cat(parts)
+def decode_uint8(model, z: torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+    return torch.cat([x.cpu() for x in decoded_batches(model, z.split(batch), device)])
 
 
 def main() -> None:
@@ -66,12 +65,12 @@ def main() -> None:
     _, _, images = split_images(args.data, "train", cfg, progress=False)
     options = {"components": args.components} if args.sampler == "gmm" else {}
     clock = Clock(dev)
-    decode_uint8(model, torch.zeros(2, cfg.model.latent_dim, device=dev), 2)  # first-call set-up, untimed
+    decode_uint8(model, torch.zeros(2, cfg.model.latent_dim, device=dev), 2, dev)  # first-call set-up, untimed
     means = clock("encode", lambda: encode_images(model, images, dev)[0].to(dev))
     sampler = clock("fit", lambda: build_sampler(args.sampler, cfg.model.latent_dim, **options).fit(means))
     gen = torch.Generator(dev).manual_seed(0)
     z = clock("sample", lambda: sampler.sample(args.n, generator=gen).to(dev))
-    faces = clock("decode", lambda: decode_uint8(model, z, args.batch))
+    faces = clock("decode", lambda: decode_uint8(model, z, args.batch, dev))
     s = clock.stages
     print(json.dumps({
         "benchmark": "sampling_speed", "device": str(dev), "torch": torch.__version__,

@@ -37,7 +37,7 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.losses import vae_loss
 from facevae.models import build_model
 from facevae.training.run import resolve_device
-from facevae.training.trainer import Trainer, autocast_dtype
+from facevae.training.trainer import PRECISIONS, Trainer, autocast_dtype
 
 
 def parse_args() -> argparse.Namespace:
@@ -151,13 +151,16 @@ def naive_steps(cfg: RunConfig, model, paths, device, workers: int):
 
 # ---- ceiling -------------------------------------------------------------------------------
 
-def ceiling_steps(cfg: RunConfig, model, device, compile_model: bool):
-    bf16 = autocast_dtype("bf16", device) is not None
-    model = model.to(memory_format=torch.channels_last)
+def ceiling_steps(cfg: RunConfig, model, device, compile_model: bool, *, nhwc: bool = True,
+                  bf16: bool | None = None):
+    """bf16 None: bf16 wherever the trainer would use it (see autocast_dtype)."""
+    bf16 = autocast_dtype("bf16", device) is not None if bf16 is None else bf16
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     run = torch.compile(model) if compile_model else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=device.type == "cuda")
     s = cfg.model.image_size
-    x = torch.rand(cfg.train.batch_size, 3, s, s, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.rand(cfg.train.batch_size, 3, s, s, device=device).contiguous(memory_format=fmt)
     model.train()
     while True:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -170,7 +173,7 @@ def ceiling_steps(cfg: RunConfig, model, device, compile_model: bool):
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return {d: name for name, d in PRECISIONS.items()}[dtype]
 
 
 # ---- main ----------------------------------------------------------------------------------

@@ -165,7 +165,6 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 
 # ----------------------------------------------------------------------------- samplers
 
-SAMPLER_OPTIONS: dict[str, Callable[[EvalOptions], dict]] = {"gmm": lambda o: {"components": o.components}}
 FITS_ON_LATENTS: dict[str, bool] = {"prior": False}  # the others fit the training latents
 
 
@@ -207,11 +206,12 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
                     opts: EvalOptions, device: torch.device, digest: str | None = None) -> dict[str, tuple[Any, str]]:
     """name -> (fitted sampler, where it came from)."""
     from facevae.sampling import build_sampler
+    from facevae.sampling.store import fit_options
 
     out: dict[str, tuple[Any, str]] = {}
     latents = None
     for name in opts.samplers:
-        s = build_sampler(name, cfg.model.latent_dim, **SAMPLER_OPTIONS.get(name, lambda o: {})(opts))
+        s = build_sampler(name, cfg.model.latent_dim, **fit_options(name, opts.components))
         if not FITS_ON_LATENTS.get(name, True):
             out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
             continue

@@ -65,5 +65,9 @@ def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: st
 
     _, _, images = split_images(data, "train", cfg, progress=progress)
     means, _ = encode_images(model, images, device)
-    options = {FITTED_OPTIONS[name]: components} if name in FITTED_OPTIONS else {}
-    return build_sampler(name, cfg.model.latent_dim, **options).fit(means.to(device))
+    return build_sampler(name, cfg.model.latent_dim, **fit_options(name, components)).fit(means.to(device))
+
+
+def fit_options(name: str, components: int) -> dict[str, int]:
+    """Constructor options a stored fit of `name` is made with (the GMM's component count)."""
+    return {FITTED_OPTIONS[name]: components} if name in FITTED_OPTIONS else {}
