@@ -29,6 +29,8 @@ CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 BUNDLED = "celeba64"
+CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see training.pretrained)
+MODEL_TYPE = "facevae"
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s") -> Any:
@@ -128,15 +130,36 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     """The model (eval mode, float32) and its config from a run folder, a weights file or the bundled model."""
     path = resolve_weights(ckpt)
     tensors, meta = _open(path)
-    if "config" not in meta:
-        raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
-    cfg = RunConfig.from_yaml(meta["config"])
+    cfg = _config_of(path, meta)
     model = build_model(cfg.model)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     except RuntimeError:
         raise FacevaeError(f"weights in {path} do not match the model its config describes: the file is damaged") from None
     return model.to(device).eval(), cfg
+
+
+def _config_of(path: Path, meta: dict[str, str]) -> RunConfig:
+    """The config in the weights' metadata, else in a Hub folder's config.json beside them."""
+    if "config" in meta:
+        return RunConfig.from_yaml(meta["config"])
+    if (path.parent / CONFIG_JSON).is_file():
+        return read_config_json(path.parent / CONFIG_JSON)
+    raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
+
+
+def config_json(cfg: RunConfig) -> str:
+    return json.dumps({"model_type": MODEL_TYPE, **cfg.to_dict()}, indent=2) + "\n"
+
+
+def read_config_json(path: Path) -> RunConfig:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise FacevaeError(f"{path} is not a readable config.json ({type(e).__name__}): pick another --ckpt") from None
+    if not isinstance(raw, dict) or raw.pop("model_type", None) != MODEL_TYPE:
+        raise FacevaeError(f"{path} does not describe a facevae model (model_type {MODEL_TYPE!r}): pick another --ckpt")
+    return RunConfig.from_dict(raw)
 
 
 def weights_digest(path: Path) -> str:
