@@ -68,9 +68,9 @@ def fid_point(run: Path, data: str, args, extractor, ref: tuple, device: torch.d
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    from facevae.viz.plots import plt, save_figure
+    from facevae.viz.plots import save_figure, subplots
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     ax.plot([r["seconds"] for r in rows], [r["fid"] for r in rows], "o-")
     for r in rows:
         ax.annotate(f"step {r['step']}", (r["seconds"], r["fid"]), textcoords="offset points", xytext=(4, 6), fontsize=8)

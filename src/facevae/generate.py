@@ -28,9 +28,8 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
     from facevae.sampling.store import get_sampler
 
     s = get_sampler(ckpt, model, cfg, name=sampler, components=components, data=data, device=dev)
-    s.temperature = temperature
     g = torch.Generator(device=dev).manual_seed(seed)
-    z = s.sample(n, generator=g)
+    z = s.sample(n, generator=g, temperature=temperature)
     return decode_batched(model, z.to(dev))
 
 

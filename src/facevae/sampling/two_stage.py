@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 from facevae.sampling.linalg import data_scale
 
 # One minibatch's loss is too noisy to compare fits by; the mean of the last steps is not.
@@ -60,9 +60,9 @@ class TwoStageSampler(Sampler):
     name = "two_stage"
     required_keys = ("mean", "std", "log_gamma")
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 256,
+    def __init__(self, latent_dim: int | None = None, hidden: int = 256,
                  depth: int = 2, steps: int = 4000, batch_size: int = 256, lr: float = 3e-3, seed: int = 0):
-        super().__init__(latent_dim, temperature)
+        super().__init__(latent_dim)
         _check_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
         self.lr, self.seed = float(lr), seed
@@ -134,11 +134,11 @@ class TwoStageSampler(Sampler):
         return encoder.to(device), decoder.to(device)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        temperature = check_draw(n, temperature)
         d = self._require_fitted()
         assert self.decoder is not None and self.mean is not None and self.std is not None
-        u = self.temperature * standard_normal(n, d, generator, self.device)
+        u = temperature * standard_normal(n, d, generator, self.device)
         z = self.decoder(u.to(torch.float32)).to(torch.float64)
         return (self.mean + self.std * z).to(SAMPLE_DTYPE)
 

@@ -7,9 +7,7 @@ No Gradio here, so the benchmark and the unit tests drive it directly.
 """
 from __future__ import annotations
 
-import inspect
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -20,22 +18,11 @@ import torch
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
+from facevae.sampling import build_sampler
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
 ACTIVE_DIMS = 8  # latent sliders shown
 ACTIVITY_SAMPLES = 128  # prior draws decoded and re-encoded to rank the dimensions
-
-
-class _Prior:
-    """N(0, T^2 I), used when the sampling package cannot give one."""
-
-    name = "prior"
-
-    def __init__(self, dim: int):
-        self.dim = dim
-
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        return torch.randn(n, self.dim, generator=generator) * temperature
 
 
 @dataclass
@@ -49,15 +36,14 @@ class Explorer:
     attr_note: str = ""  # why there are no attribute sliders, when there are none
     dims: torch.Tensor | None = None  # (K,) the most active latent dimensions, most active first
     dim_scale: torch.Tensor | None = None  # (K,) their spread: slider value 1 moves one spread
-    samplers: dict = field(default_factory=dict)  # name -> object with .sample(n, generator[, temperature])
+    samplers: dict = field(default_factory=dict)  # name -> Sampler
     sampler_note: str = ""
     label: str = "model"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self):
-        self._lock = threading.Lock()
         if not self.samplers:
-            self.samplers = {"prior": _Prior(self.latent_dim)}
+            self.samplers = {"prior": build_sampler("prior", self.latent_dim)}
         if self.dims is None:
             self.dims, self.dim_scale = active_dimensions(self.model, self.latent_dim, device=self.device)
         self._basis = self._edit_basis()
@@ -109,19 +95,8 @@ class Explorer:
             raise FacevaeError(f"sampler {sampler!r} is not available here; choose one of: {', '.join(self.samplers)}")
         if not (0.0 < temperature <= 3.0):
             raise FacevaeError(f"temperature must be in (0, 3], got {temperature}")
-        s = self.samplers[sampler]
         g = torch.Generator().manual_seed(int(seed) % 2**63)
-        if "temperature" in inspect.signature(s.sample).parameters:
-            z = s.sample(n, generator=g, temperature=temperature)
-        else:
-            # fitted samplers keep their temperature as an attribute; the lock keeps sessions apart
-            with self._lock:
-                old, s.temperature = s.temperature, float(temperature)
-                try:
-                    z = s.sample(n, generator=g)
-                finally:
-                    s.temperature = old
-        return z.float().cpu()
+        return self.samplers[sampler].sample(n, generator=g, temperature=float(temperature)).float().cpu()
 
     def edit(self, base: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
         """The chosen latent moved by every slider: attribute strengths, then latent-dimension offsets."""
@@ -172,7 +147,7 @@ def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tupl
 
 def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: int = 10) -> tuple[dict, str]:
     """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
-    out: dict = {"prior": _Prior(cfg.model.latent_dim)}
+    out: dict = {"prior": build_sampler("prior", cfg.model.latent_dim)}
     missing = []
     try:
         from facevae.sampling.store import get_sampler
