@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from facevae.latent.encode import encode_images, split_images
+from facevae.latent.encode import encode_images, load_split
 from facevae.metrics.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
 from facevae.training.checkpoint import load_model
@@ -62,7 +62,7 @@ def main() -> None:
     dev = resolve_device(args.device)
     model, cfg = load_model(args.ckpt, dev)
     model.eval()
-    _, _, images = split_images(args.data, "train", cfg, progress=False)
+    _, _, images = load_split(args.data, "train", cfg, progress=False)
     options = {"components": args.components} if args.sampler == "gmm" else {}
     clock = Clock(dev)
     decode_uint8(model, torch.zeros(2, cfg.model.latent_dim, device=dev), 2, dev)  # first-call set-up, untimed

@@ -40,7 +40,7 @@ def read_images(paths: Sequence[str | Path], size: int, crop: int) -> torch.Tens
     return torch.stack([torch.from_numpy(load_image(Path(p), size, crop)) for p in paths])
 
 
-def split_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
+def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
     """The first `n` images of a split, read straight from the files (no cache build for a handful)."""
     ds = open_dataset(data)
     idx = ds.split_indices(split)[:n]
@@ -54,7 +54,7 @@ def reconstruct(ckpt: str | Path | None = None, *, images: Sequence[str | Path] 
     dev = resolve_device(device)
     model, cfg = load_model(ckpt, dev)
     size, crop = cfg.model.image_size, cfg.data.crop
-    x8 = read_images(images, size, crop) if images else split_images(data, split, n, size, crop)
+    x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
     x = x8.float().div(255)
     recon = torch.cat([model(x[i:i + 256].to(dev), sample=False).recon.float().cpu() for i in range(0, len(x), 256)])
     return x, recon

@@ -4,6 +4,7 @@ import torch
 from facevae.errors import FacevaeError
 from facevae.generate import generate
 from facevae.sampling import store
+from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 
 from tests.conftest import tiny_config
@@ -53,3 +54,24 @@ def test_temperature_zero_prior_gives_the_decoded_origin(run_and_data):
 def test_unknown_sampler(run_and_data):
     with pytest.raises(FacevaeError, match="choose one of: prior, gaussian, gmm"):
         generate(run_and_data[0], n=2, sampler="flow", device="cpu")
+
+
+def test_store_reads_per_sampler_facts_from_the_class(run_and_data, monkeypatch):
+    """A new sampler declares whether it fits latents and which option keys its fit; the store has no tables."""
+    from facevae.sampling import GaussianSampler, PriorSampler, registry
+
+    class Wide(PriorSampler):
+        name = "wide"
+
+    class Banded(GaussianSampler):
+        name = "banded"
+        stored_option = "jitter"
+
+    monkeypatch.setitem(registry.SAMPLERS, "wide", Wide)
+    monkeypatch.setitem(registry.SAMPLERS, "banded", Banded)
+    run, _ = run_and_data
+    model_cfg = load_model(run)
+    assert isinstance(store.get_sampler(run, *model_cfg, name="wide"), Wide)  # no data, no file: not fitted
+    assert store.sampler_file("banded", 3, run).startswith("banded-k3-")
+    assert store.fit_options("banded", 3) == {"jitter": 3}
+    assert store.sampler_file("gaussian", 3, run).startswith("gaussian-") and store.fit_options("gaussian", 3) == {}

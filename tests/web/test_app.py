@@ -283,7 +283,7 @@ def test_serve_defaults_to_localhost():
 @pytest.mark.slow  # importing Gradio takes seconds
 def test_page_builds_with_the_expected_controls(handlers):
     pytest.importorskip("gradio")
-    from facevae.web.app import build_app
+    from facevae.web.page import build_app
 
     demo = build_app(handlers)
     ids = {c.get("props", {}).get("elem_id") for c in demo.get_config_file()["components"]}

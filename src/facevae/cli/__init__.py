@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from facevae.cli.app import app
-from facevae.cli import core  # noqa: F401  (train, sample, reconstruct)
+from facevae.cli import train_generate  # noqa: F401  (train, sample, reconstruct)
 from facevae.cli import data  # noqa: F401  (data download)
 from facevae.cli import latent  # noqa: F401  (latents, edit, interpolate, progress, compare)
 from facevae.cli import serve  # noqa: F401  (serve)

@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.core import CkptOpt, DeviceOpt, check_out_file, build_config
+from facevae.cli.train_generate import CkptOpt, DeviceOpt, check_out_file, build_config
 from facevae.errors import FacevaeError
 
 DataOpt = typer.Option(None, "--data", help="CelebA root (holding img_align_celeba/ and list_attr_celeba.txt).")

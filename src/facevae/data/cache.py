@@ -21,16 +21,12 @@ from tqdm import tqdm
 
 from facevae.data.celeba import FaceDataset
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write_text
+from facevae.io import atomic_write_text, user_cache
 
 CACHE_VERSION = 1
 CELEBA_WIDTH = 178  # crop is given in pixels of the aligned 178x218 CelebA image
 CHUNK = 512
 DRAFT_VERSION = 2  # draft-mode pixels changed (crop alignment): new keys for draft caches only
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FACEVAE_CACHE", Path.home() / ".cache" / "facevae"))
 
 
 def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False) -> np.ndarray:
@@ -92,7 +88,7 @@ def load_images(
     progress: bool = True,
 ) -> np.ndarray:
     """All images of `dataset` as a read-only memmap of uint8 (N, 3, size, size)."""
-    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir = Path(cache_dir or user_cache())
     key = cache_key(dataset, size, crop, draft)
     final = cache_dir / f"{key}.npy"
     if not final.exists():

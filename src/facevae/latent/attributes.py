@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write
+from facevae.io import atomic_write, user_cache
 from facevae.models.vae import VAE
 
 CACHE_NAME = "attribute_vectors.safetensors"
@@ -153,12 +153,11 @@ def compute_bank(means: torch.Tensor, attributes: torch.Tensor, names: Sequence[
 
 def cache_paths(ckpt: str | Path | None, weights: Path, digest: str) -> tuple[list[Path], Path]:
     """(places to read from, in order; the place to write)."""
-    from facevae.data import default_cache_dir
     from facevae.training.checkpoint import BUNDLED, run_dir_of
 
     if ckpt is None:
         shipped = weights.with_name(f"{BUNDLED}.{CACHE_NAME}")
-        user = default_cache_dir() / "attributes" / f"{BUNDLED}-{digest[:16]}.safetensors"
+        user = user_cache("attributes") / f"{BUNDLED}-{digest[:16]}.safetensors"
         return [shipped, user], user
     run_dir = run_dir_of(ckpt)
     path = run_dir / (CACHE_NAME if Path(ckpt).expanduser().is_dir() else f"{weights.stem}.{CACHE_NAME}")
@@ -224,9 +223,9 @@ def attribute_bank(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: st
 
 
 def _compute_from_data(model: VAE, cfg: RunConfig, data, ds, device, progress: bool) -> AttributeBank:
-    from facevae.latent.encode import encode_images, split_images
+    from facevae.latent.encode import encode_images, load_split
 
-    _, idx, images = split_images(data, "train", cfg, progress=progress)
+    _, idx, images = load_split(data, "train", cfg, progress=progress)
     means, _ = encode_images(model, images, device)
     attrs = torch.from_numpy(ds.attributes[idx.numpy()].astype("int64"))
     return compute_bank(means, attrs, ds.attr_names)
@@ -263,7 +262,7 @@ def edit_faces(ckpt: str | Path | None, attributes: Sequence[tuple[str, float]],
     form one combined edit and the strengths scale all of it together.
     """
     from facevae.generate import decode_batched, read_images
-    from facevae.generate import split_images as first_images
+    from facevae.generate import first_images
     from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device
 

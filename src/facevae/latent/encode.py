@@ -13,7 +13,7 @@ from facevae.io import atomic_write
 from facevae.models.vae import VAE
 
 
-def split_images(data: str | Path, split: str, cfg: RunConfig, progress: bool = True) -> tuple[FaceDataset, torch.Tensor, torch.Tensor]:
+def load_split(data: str | Path, split: str, cfg: RunConfig, progress: bool = True) -> tuple[FaceDataset, torch.Tensor, torch.Tensor]:
     """(dataset, indices, uint8 images (N, 3, H, W)) of one split, through the preprocessed cache."""
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,

@@ -112,7 +112,7 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
     """Encode a split; write latents_{histograms,kl,pca}.png and latents.json into `out`; return the JSON."""
     from facevae.io import atomic_write_text
     from facevae.latent.attributes import attribute_index
-    from facevae.latent.encode import encode_images, split_images
+    from facevae.latent.encode import encode_images, load_split
     from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device
     from facevae.viz import latent_plots
@@ -122,7 +122,7 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
         raise FacevaeError(f"--out {out} is a file: give a folder for the figures and latents.json")
     dev = resolve_device(device)
     model, cfg = load_model(ckpt, dev)
-    ds, idx, images = split_images(data, split, cfg, progress=progress)
+    ds, idx, images = load_split(data, split, cfg, progress=progress)
     labels, attr_name = None, None
     if attribute:
         if not ds.is_celeba:

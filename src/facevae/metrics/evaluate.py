@@ -35,7 +35,7 @@ from tqdm import tqdm
 from facevae.config import RunConfig
 from facevae.data import FaceDataset, load_images, open_dataset
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write_text
+from facevae.io import atomic_write_text, user_cache
 from facevae.metrics import fid
 from facevae.models.vae import VAE
 from facevae.viz.grid import to_uint8
@@ -133,13 +133,6 @@ def fid_to_reference(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.nda
     return max(0.0, float(diff @ diff + np.sum(b * b) + np.trace(sigma_ref) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum()))
 
 
-def fid_between(a: torch.Tensor, b: torch.Tensor, extractor: fid.InceptionFeatures, batch_size: int = 50) -> float:
-    """FID of two uint8 image sets (no caching): for tests and quick checks."""
-    fa = fid.features_of(a, extractor, batch_size=batch_size, progress=False)
-    fb = fid.features_of(b, extractor, batch_size=batch_size, progress=False)
-    return fid_to_reference(fa, *fid.stats_of(fb))
-
-
 def reference_key(ds: FaceDataset, split: str, cfg: RunConfig, count: int, selection: str, identity: str) -> dict:
     return {"kind": "facevae-split", "root": os.path.realpath(ds.root), "split": split,
             "image_size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
@@ -165,9 +158,6 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 
 # ----------------------------------------------------------------------------- samplers
 
-FITS_ON_LATENTS: dict[str, bool] = {"prior": False}  # the others fit the training latents
-
-
 def state_digest(model: VAE) -> str:
     """sha1 of the evaluated weights themselves (a run's weights file changes while it trains)."""
     h = hashlib.sha1()
@@ -180,14 +170,13 @@ def state_digest(model: VAE) -> str:
 def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunConfig, count: int,
                      device: torch.device, digest: str | None = None) -> torch.Tensor:
     """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
-    from facevae.data.cache import default_cache_dir
     from facevae.latent.encode import cached_latents
 
     idx = subset(ds.split_indices("train"), count)
     key = json.dumps({"weights": digest or state_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
                       "size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
                       "seed": REFERENCE_SEED}, sort_keys=True)
-    path = default_cache_dir() / "eval" / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    path = user_cache("eval") / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
     means, _ = cached_latents(model, read_subset(images, idx), path, key, device)
     return means
 
@@ -212,7 +201,7 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
     latents = None
     for name in opts.samplers:
         s = build_sampler(name, cfg.model.latent_dim, **fit_options(name, opts.components))
-        if not FITS_ON_LATENTS.get(name, True):
+        if not s.fits_latents:
             out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
             continue
         stored = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None

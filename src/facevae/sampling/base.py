@@ -26,6 +26,10 @@ class Sampler(ABC):
 
     name: ClassVar[str]
     required_keys: ClassVar[tuple[str, ...]] = ()
+    # fitted to the training latents (so worth storing beside the checkpoint); the prior is not
+    fits_latents: ClassVar[bool] = True
+    # the one constructor option a stored fit is keyed by and built with (the GMM's component count)
+    stored_option: ClassVar[str | None] = None
 
     def __init__(self, latent_dim: int | None = None):
         if latent_dim is not None and (not isinstance(latent_dim, int) or latent_dim < 1):

@@ -25,6 +25,7 @@ class GMMSampler(Sampler):
 
     name = "gmm"
     required_keys = ("weights", "means", "scale_tril")
+    stored_option = "components"
 
     def __init__(self, latent_dim: int | None = None, components: int = 10,
                  iters: int = 100, tol: float = 1e-3, covariance: str = "full", seed: int = 0,

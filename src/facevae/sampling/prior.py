@@ -13,6 +13,7 @@ class PriorSampler(Sampler):
     """Samples N(0, T^2 I); `fit` only records the latent size and device."""
 
     name = "prior"
+    fits_latents = False
 
     def fit(self, latents: torch.Tensor) -> PriorSampler:
         self.latent_dim = self._check_latents(latents, min_rows=0)

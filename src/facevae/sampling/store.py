@@ -11,16 +11,13 @@ from pathlib import Path
 import torch
 
 from facevae.config import RunConfig
-from facevae.data.cache import default_cache_dir
 from facevae.errors import FacevaeError
+from facevae.io import user_cache
 from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
-from facevae.sampling.registry import SAMPLERS, build_sampler
+from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.sampling.serialize import load_sampler, save_sampler
 from facevae.training.checkpoint import bundled_weights, resolve_weights, weights_digest
-
-FITTED_OPTIONS = {"gmm": "components"}
-
 
 def weights_id(ckpt: str | Path | None) -> str:
     return weights_digest(resolve_weights(ckpt))[:12]
@@ -30,12 +27,12 @@ def store_dirs(ckpt: str | Path | None) -> list[Path]:
     """Where fitted artefacts of a checkpoint are looked up, the writable one last."""
     path = None if ckpt is None else Path(ckpt).expanduser()
     if path is None or path.resolve() == bundled_weights().resolve():
-        return [bundled_weights().parent, default_cache_dir() / "bundled"]
+        return [bundled_weights().parent, user_cache("bundled")]
     return [(path if path.is_dir() else path.parent) / "samplers"]
 
 
 def sampler_file(name: str, components: int, ckpt: str | Path | None) -> str:
-    k = f"-k{components}" if name in FITTED_OPTIONS else ""
+    k = f"-k{components}" if sampler_class(name).stored_option else ""
     return f"{name}{k}-{weights_id(ckpt)}.safetensors"
 
 
@@ -43,10 +40,8 @@ def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: st
                 data: str | Path | None = None, device: torch.device | str = "cpu",
                 progress: bool = True) -> Sampler:
     """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
-    if name not in SAMPLERS:
-        raise FacevaeError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
-    if name == "prior":
-        return build_sampler("prior", cfg.model.latent_dim).to(device)
+    if not sampler_class(name).fits_latents:
+        return build_sampler(name, cfg.model.latent_dim).to(device)
     fname = sampler_file(name, components, ckpt)
     for folder in store_dirs(ckpt):
         if (folder / fname).is_file():
@@ -61,13 +56,14 @@ def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: st
 
 def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: str | Path,
                 device: torch.device | str, progress: bool = True) -> Sampler:
-    from facevae.latent.encode import encode_images, split_images
+    from facevae.latent.encode import encode_images, load_split
 
-    _, _, images = split_images(data, "train", cfg, progress=progress)
+    _, _, images = load_split(data, "train", cfg, progress=progress)
     means, _ = encode_images(model, images, device)
     return build_sampler(name, cfg.model.latent_dim, **fit_options(name, components)).fit(means.to(device))
 
 
 def fit_options(name: str, components: int) -> dict[str, int]:
     """Constructor options a stored fit of `name` is made with (the GMM's component count)."""
-    return {FITTED_OPTIONS[name]: components} if name in FITTED_OPTIONS else {}
+    option = sampler_class(name).stored_option
+    return {option: components} if option else {}

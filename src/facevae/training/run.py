@@ -11,7 +11,7 @@ from facevae.config import RunConfig
 from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.models import build_model
-from facevae.training import checkpoint as ckpt
+from facevae.training.checkpoint import CHECKPOINT, load_checkpoint
 from facevae.training.distributed import check_batch
 from facevae.training.trainer import Trainer, TrainResult
 
@@ -27,7 +27,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def saved_config(run_dir: Path) -> RunConfig:
-    return ckpt.load_checkpoint(run_dir)[0]
+    return load_checkpoint(run_dir)[0]
 
 
 def check_resume(run_dir: Path, cfg: RunConfig) -> None:
@@ -40,7 +40,7 @@ def check_resume(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def check_out_dir(run_dir: Path, resume: bool) -> None:
-    if not resume and (run_dir / ckpt.CHECKPOINT).exists():
+    if not resume and (run_dir / CHECKPOINT).exists():
         raise FacevaeError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise FacevaeError(f"--out {run_dir} is a file: choose a folder")

@@ -21,7 +21,7 @@ from facevae.data.loader import BatchLoader, iterate_fixed
 from facevae.errors import FacevaeError
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
-from facevae.training import checkpoint as ckpt
+from facevae.training.checkpoint import CONFIG, load_checkpoint, save_checkpoint
 from facevae.training import distributed
 from facevae.training.ema import EMA
 from facevae.viz.grid import pairs_grid, save_image
@@ -183,10 +183,10 @@ class Trainer:
         if not self.is_main or self.bad_run:
             return
         ema = self.ema.state_dict() if self.ema else None
-        ckpt.save_checkpoint(self.run_dir, self.cfg, self.model.state_dict(), self.state(), ema)
+        save_checkpoint(self.run_dir, self.cfg, self.model.state_dict(), self.state(), ema)
 
     def restore(self) -> None:
-        _, model_state, state, ema_state = ckpt.load_checkpoint(self.run_dir)
+        _, model_state, state, ema_state = load_checkpoint(self.run_dir)
         try:
             self.model.load_state_dict(model_state)
         except RuntimeError:
@@ -329,7 +329,7 @@ class Trainer:
         self._bad_run_dev.zero_()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.save(self.run_dir / ckpt.CONFIG)
+            self.cfg.save(self.run_dir / CONFIG)
         self._open_tensorboard()
         spe = self.loader.steps_per_epoch
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.is_main),
@@ -395,7 +395,7 @@ class Trainer:
             )
 
     @torch.no_grad()
-    def evaluate(self, limit: int) -> dict[str, float]:
+    def validate(self, limit: int) -> dict[str, float]:
         model = self.model
         was_training = model.training
         model.eval()
@@ -417,7 +417,7 @@ class Trainer:
         self.save()
         if self.is_main:  # the bare model, never the DDP wrapper: its forward would wait for the other ranks
             row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
-                   **self.evaluate(self.cfg.train.val_batches)}
+                   **self.validate(self.cfg.train.val_batches)}
             self.log(row)
             self.save_recon_grid(epoch)
             plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")

@@ -19,6 +19,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
+from facevae.sampling.store import get_sampler
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
 ACTIVE_DIMS = 8  # latent sliders shown
@@ -130,10 +131,8 @@ class Explorer:
 
 def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
     """(names, (A, D) steps or None, note saying why there are none)."""
-    try:
-        from facevae.latent.attributes import attribute_vectors
-    except ImportError:
-        return [], None, "Attribute sliders are off: this install of facevae has no attribute toolkit."
+    from facevae.latent.attributes import attribute_vectors
+
     if data is not None:
         log(f"attribute vectors: reading the cache or computing them once from {data} ...")
     try:
@@ -147,22 +146,13 @@ def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tupl
 
 def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: int = 10) -> tuple[dict, str]:
     """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
-    out: dict = {"prior": build_sampler("prior", cfg.model.latent_dim)}
+    out: dict = {}
     missing = []
-    try:
-        from facevae.sampling.store import get_sampler
-    except ImportError:
-        return out, "Only the prior is available: this install has no fitted-sampler store."
     for name in SAMPLER_NAMES:
         try:
-            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device="cpu",
-                            progress=False)
-        except (FacevaeError, NotImplementedError):
-            s = None
-        # a store that answers every name with the prior must not pose as a fitted sampler
-        if s is not None and getattr(s, "name", None) == name:
-            out[name] = s
-        elif name != "prior":
+            out[name] = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device="cpu",
+                                    progress=False)
+        except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "
                                    "restart with --data CELEBA_DIR to fit them once.")

@@ -1,4 +1,4 @@
-"""train, sample, reconstruct."""
+"""`facevae train`, `sample` and `reconstruct`: train a model, then generate from it; options the other commands share."""
 from __future__ import annotations
 
 from pathlib import Path
