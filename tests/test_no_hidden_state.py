@@ -1,14 +1,10 @@
-"""Library calls leave process-wide state alone: matplotlib's backend, cuDNN's autotuner."""
+"""Library calls leave process-wide state alone: importing and plotting picks no matplotlib backend."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
-
-import torch
-
-from facevae.training.run import cudnn_autotune
 
 
 def test_plots_neither_pick_a_backend_nor_load_pyplot(tmp_path):
@@ -23,11 +19,3 @@ def test_plots_neither_pick_a_backend_nor_load_pyplot(tmp_path):
     assert out.stdout.split() == ["svg", "False"]
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
-
-def test_cudnn_autotune_lasts_only_for_the_run():
-    before = torch.backends.cudnn.benchmark
-    with cudnn_autotune(torch.device("cuda")):
-        assert torch.backends.cudnn.benchmark is True
-    assert torch.backends.cudnn.benchmark == before
-    with cudnn_autotune(torch.device("cpu")):
-        assert torch.backends.cudnn.benchmark == before

@@ -1,9 +1,7 @@
 """Wire a training run together: data -> cache -> loaders -> model -> trainer."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -68,6 +66,8 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
+    if dev.type == "cuda":
+        _fast_cuda_kernels()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     placed = _place(images, train_idx, dev, placement)
@@ -85,8 +85,7 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress)
-    with cudnn_autotune(dev, say=rank == 0 and progress):
-        return trainer.fit(resume=resume)
+    return trainer.fit(resume=resume)
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:
@@ -97,23 +96,9 @@ def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor
                            "to stream them from host memory, or lower model.image_size") from None
 
 
-@contextlib.contextmanager
-def cudnn_autotune(dev: torch.device, say: bool = False) -> Iterator[None]:
-    """cuDNN times its algorithms once and keeps the fastest while training (all batches share one shape).
-
-    The switch is process-wide, so it is set for the run only and put back afterwards.
-    """
-    if dev.type != "cuda":
-        yield
-        return
-    before = torch.backends.cudnn.benchmark
+def _fast_cuda_kernels() -> None:
+    """Training batches all have one shape: let cuDNN time its algorithms once and keep the fastest."""
     torch.backends.cudnn.benchmark = True
-    if say:
-        print("note: cuDNN autotuning (torch.backends.cudnn.benchmark) is on while this run trains")
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = before
 
 
 def _val_indices(dataset):
