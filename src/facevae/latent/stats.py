@@ -6,13 +6,13 @@ Pure functions of posterior parameters (means, logvars: N x D tensors), plus
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.models.posterior import kl_to_standard_normal, normal_log_density
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E[z|x]) > 0.01
 
@@ -46,7 +46,7 @@ def kl_per_dim(means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
     lv = logvars.double()
     if not torch.isfinite(lv).all():
         raise FacevaeError("logvars are not finite: a plain autoencoder (model.kind=ae) has no KL")
-    return (0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv)).mean(dim=0)
+    return kl_to_standard_normal(mu, lv).mean(dim=0)
 
 
 def pca_2d(means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,4 +153,5 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
 
 
 def normal_pdf(x: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return normal_log_density(x, zero, zero).exp()

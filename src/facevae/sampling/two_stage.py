@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from facevae.errors import FacevaeError
+from facevae.models.posterior import kl_to_standard_normal, normal_log_density
 from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 from facevae.sampling.linalg import data_scale
 
@@ -180,8 +181,8 @@ def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z
     mu, logvar = encoder(z).chunk(2, dim=-1)
     eps = torch.randn(mu.shape, generator=generator, device=z.device)
     z_hat = decoder(mu + eps * (0.5 * logvar).exp())
-    nll = 0.5 * ((z - z_hat).square() * (-log_gamma).exp() + log_gamma + math.log(2 * math.pi)).sum(-1)
-    kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1)
+    nll = -normal_log_density(z, z_hat, log_gamma).sum(-1)
+    kl = kl_to_standard_normal(mu, logvar).sum(-1)
     return (nll + kl).mean()
 
 
