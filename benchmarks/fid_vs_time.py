@@ -56,8 +56,7 @@ def parse_args() -> argparse.Namespace:
 def fid_point(run: Path, data: str, args, extractor, ref: tuple, device: torch.device) -> float:
     model, cfg = load_model(run, device)
     ds = open_dataset(data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     # fit_images > 0 always: a sampler stored beside a run that keeps training would be stale
     opts = ev.EvalOptions(samplers=(args.sampler,), fit_images=max(1, args.fit_images), seed=args.seed,
                           progress=False)
@@ -89,8 +88,7 @@ def main() -> None:
     cfg = base.override([*args.set, "train.epochs=0"])
     extractor = fid.InceptionFeatures(args.inception, device)
     ds = open_dataset(args.data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     mu, sigma, ref = ev.reference_stats(ds, images, args.reference_split, args.fid_samples, cfg, extractor,
                                         progress=False)
     run, rows, trained = Path(args.out), [], 0.0

@@ -122,8 +122,7 @@ def stage_eval(args) -> None:
     model.eval()
     extractor = fid.InceptionFeatures(args.inception, dev)
     ds = open_dataset(args.data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     n_valid = len(ds.split_indices("valid"))
     refs = {"train": ev.reference_stats(ds, images, "train", args.reference_images, cfg, extractor, args.batch, False),
             "valid": ev.reference_stats(ds, images, "valid", 0, cfg, extractor, args.batch, False),

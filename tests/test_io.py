@@ -28,13 +28,13 @@ def test_image_cache_and_fid_stats_share_the_root(monkeypatch, tmp_path):
 
 
 def test_empty_cache_variable_keeps_the_image_cache_out_of_the_working_folder(monkeypatch, tmp_path, fake_celeba):
-    from facevae.data import load_images, open_dataset
+    from facevae.data import cached_images, open_dataset
 
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("FACEVAE_CACHE", "")
     monkeypatch.setenv("HOME", str(tmp_path))
-    load_images(open_dataset(fake_celeba), 32, 148, workers=1, progress=False)
+    cached_images(open_dataset(fake_celeba), 32, 148, workers=1, progress=False)
     assert list(work.iterdir()) == []
     assert list((tmp_path / ".cache" / "facevae").glob("*.npy"))

@@ -8,15 +8,15 @@ import torch
 
 from facevae.data import load_image, open_dataset
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device
 
 
-@torch.no_grad()
-def decode_batched(model: VAE, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Latents to float images in [0, 1] on the CPU."""
-    return torch.cat([model.decode(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
+def decode_batched(model: VAE, z: torch.Tensor) -> torch.Tensor:
+    """Latents to float images in [0, 1] on the CPU (decoded on z's device)."""
+    return batched(lambda b: model.decode(b).float(), z, z.device)
 
 
 def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temperature: float = 1.0,
@@ -56,5 +56,5 @@ def reconstruct(ckpt: str | Path | None = None, *, images: Sequence[str | Path] 
     size, crop = cfg.model.image_size, cfg.data.crop
     x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
     x = x8.float().div(255)
-    recon = torch.cat([model(x[i:i + 256].to(dev), sample=False).recon.float().cpu() for i in range(0, len(x), 256)])
+    recon = batched(lambda b: model(b, sample=False).recon.float(), x, dev)
     return x, recon

@@ -119,7 +119,7 @@ def test_fid_orders_real_reconstructed_and_noise(mini, tiny_run, inception):
 
     model, cfg = load_model(tiny_run)
     ds = open_dataset(mini)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, workers=1, progress=False)
+    images = load_images(ds, cfg, progress=False)
     train_idx = ds.split_indices("train")
     # 4 x 24 images through Inception (~20 s on two free cores); measured margins at this size:
     # real 128 < reconstructions 372 < noise 441

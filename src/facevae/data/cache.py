@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from facevae.config import RunConfig
 from facevae.data.celeba import FaceDataset
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text, user_cache
@@ -78,7 +79,13 @@ def cache_key(dataset: FaceDataset, size: int, crop: int, draft: bool) -> str:
     return f"{dataset.image_dir.parent.name or 'data'}-{size}px-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
 
 
-def load_images(
+def load_images(dataset: FaceDataset, cfg: RunConfig, progress: bool = True) -> np.ndarray:
+    """All images of `dataset` preprocessed as `cfg` says (size, crop, draft), through the cache."""
+    return cached_images(dataset, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
+                         progress=progress)
+
+
+def cached_images(
     dataset: FaceDataset,
     size: int,
     crop: int,

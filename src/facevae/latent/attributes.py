@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write, user_cache
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 
 CACHE_NAME = "attribute_vectors.safetensors"
@@ -276,7 +277,7 @@ def edit_faces(ckpt: str | Path | None, attributes: Sequence[tuple[str, float]],
     size, crop = cfg.model.image_size, cfg.data.crop
     x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
     x = x8.float().div(255)
-    mu = torch.cat([model.encode(x[i:i + 256].to(dev)).mean.float().cpu() for i in range(0, len(x), 256)])
+    mu = batched(lambda b: model.encode(b).mean.float(), x, dev)
     z = edit_latents(mu, vector, strengths)
     out = decode_batched(model, z.reshape(-1, z.shape[-1]).to(dev))
     return FaceEdit(x, out.view(len(x), len(strengths), *out.shape[1:]), named, list(strengths))

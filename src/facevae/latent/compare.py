@@ -16,6 +16,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 
 KINDS = {"VAE": "vae", "AE": "ae"}  # figure column -> model.kind and run sub-folder
@@ -44,8 +45,7 @@ class CompareContext:
 def recon_mse(ctx: CompareContext) -> float:
     """Mean squared error per pixel (images in [0, 1]) of the validation reconstructions."""
     x = ctx.valid[:512].float().div(255)
-    recon = torch.cat([ctx.model(x[i:i + 256].to(ctx.device), sample=False).recon.float().cpu()
-                       for i in range(0, len(x), 256)])
+    recon = batched(lambda b: ctx.model(b, sample=False).recon.float(), x, ctx.device)
     return float((recon - x).pow(2).mean())
 
 
@@ -103,8 +103,7 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
     per_row = n // 2 if n > 1 else 1
     for name, run_dir in runs.items():
         model, cfg = load_model(run_dir, dev)
-        images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                             progress=progress)
+        images = load_images(ds, cfg, progress=progress)
         valid = torch.from_numpy(images[ds.split_indices("valid")])
         means, _ = encode_images(model, torch.from_numpy(images[ds.split_indices("train")]), dev)
         ctx = CompareContext(name, model, cfg, run_dir, valid, means, device=dev)

@@ -271,8 +271,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
     clock, digest = _Clock(), state_digest(model)
     ds = open_dataset(data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=opts.progress)
+    images = load_images(ds, cfg, progress=opts.progress)
     eval_idx = ds.split_indices(opts.split)
     x8 = read_subset(images, eval_idx)
 

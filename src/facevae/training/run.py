@@ -60,9 +60,7 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     if dataset.missing and rank == 0:
         print(f"note: {dataset.missing} images listed in the annotations are missing from "
               f"{dataset.image_dir}; training on the {len(dataset)} present")
-    size = cfg.model.image_size
-    images = load_images(dataset, size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=progress and rank == 0)
+    images = load_images(dataset, cfg, progress=progress and rank == 0)
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)

@@ -17,6 +17,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
 from facevae.sampling.store import get_sampler
@@ -171,8 +172,7 @@ def active_dimensions(model: VAE, latent_dim: int, k: int = ACTIVE_DIMS, n: int 
 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, latent_dim, generator=g)
-    means = torch.cat([model.encode(model.decode(z[i:i + 64].to(device))).mean.float().cpu()
-                       for i in range(0, n, 64)])
+    means = batched(lambda b: model.encode(model.decode(b)).mean.float(), z, device)
     var = latent_activity(means).float()
     top = torch.argsort(var, descending=True)[:min(k, latent_dim)]
     return top, var[top].sqrt().clamp_min(1e-3)
