@@ -54,13 +54,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def fid_point(run: Path, data: str, args, extractor, ref: tuple, device: torch.device) -> float:
-    model, cfg = load_model(run, device)
+    loaded = load_model(run, device)
+    model, cfg = loaded.model, loaded.config
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg, progress=False)
     # fit_images > 0 always: a sampler stored beside a run that keeps training would be stale
     opts = ev.EvalOptions(samplers=(args.sampler,), fit_images=max(1, args.fit_images), seed=args.seed,
                           progress=False)
-    (sampler, _), = ev.fitted_samplers(run, model, cfg, data, ds, images, opts, device).values()
+    (sampler, _), = ev.fitted_samplers(loaded, data, ds, images, opts, device).values()
     batches = ev.decoded_batches(model, ev.sample_latents(sampler, args.fid_samples, args.seed, 100), device)
     feats, _ = ev.features_stream(batches, extractor, args.fid_samples, "FID", progress=False)
     return ev.fid_to_reference(feats, *ref)

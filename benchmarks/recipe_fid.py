@@ -92,11 +92,12 @@ def stage_train(args) -> None:
     result = train(args.data, out, cfg, device=args.device, progress=False)
     sync(dev)
     trained = time.perf_counter() - start
-    model, cfg = load_model(out, dev)
+    loaded = load_model(out, dev)
+    model, cfg = loaded.model, loaded.config
     fits = {}
     for name in filter(None, args.samplers.split(",")):
         t = time.perf_counter()
-        get_sampler(out, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        get_sampler(loaded, name=name, data=args.data, device=dev, progress=False)
         sync(dev)
         fits[name] = round(time.perf_counter() - t, 2)
     timing = {"recipe": args.recipe, "note": recipe.get("note", ""), "overrides": [*recipe.get("set", []), *args.sets],
@@ -118,7 +119,8 @@ def stage_eval(args) -> None:
     dev = resolve_device(args.device)
     run = Path(args.run)
     timing = json.loads((run / "timing.json").read_text())
-    model, cfg = load_model(run, dev)
+    loaded = load_model(run, dev)
+    model, cfg = loaded.model, loaded.config
     model.eval()
     extractor = fid.InceptionFeatures(args.inception, dev)
     ds = open_dataset(args.data, cfg.data.val_fraction)
@@ -129,7 +131,7 @@ def stage_eval(args) -> None:
             "train_matched": ev.reference_stats(ds, images, "train", n_valid, cfg, extractor, args.batch, False)}
     fids = {}
     for name in filter(None, args.samplers.split(",")):
-        sampler = get_sampler(run, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        sampler = get_sampler(loaded, name=name, data=args.data, device=dev, progress=False)
         feats = features_of_samples(model, sampler, args.samples, args.batch, extractor, dev)
         fids[name] = {ref: round(ev.fid_to_reference(feats, mu, sigma), 2) for ref, (mu, sigma, _) in refs.items()}
     x8 = ev.read_subset(images, ds.split_indices("valid"))

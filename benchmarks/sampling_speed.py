@@ -60,7 +60,8 @@ def decode_uint8(model, z: torch.Tensor, batch: int, device: torch.device) -> to
 def main() -> None:
     args = parse_args()
     dev = resolve_device(args.device)
-    model, cfg = load_model(args.ckpt, dev)
+    loaded = load_model(args.ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     model.eval()
     _, _, images = load_split(args.data, "train", cfg, progress=False)
     options = {"components": args.components} if args.sampler == "gmm" else {}

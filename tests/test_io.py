@@ -24,7 +24,9 @@ def test_image_cache_and_fid_stats_share_the_root(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     root = tmp_path / ".cache" / "facevae"
     assert fid.stats_cache_path({"k": 1}).parent == root / "fid"
-    assert store_dirs(None)[-1] == root / "bundled"
+    from facevae.training.checkpoint import load_model
+
+    assert store_dirs(load_model(None))[-1] == root / "bundled"
 
 
 def test_empty_cache_variable_keeps_the_image_cache_out_of_the_working_folder(monkeypatch, tmp_path, fake_celeba):

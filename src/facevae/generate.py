@@ -24,10 +24,11 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
              device: str = "auto") -> torch.Tensor:
     """`n` new faces as float (n, 3, H, W) in [0, 1] from the prior or a fitted sampler."""
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     from facevae.sampling.store import get_sampler
 
-    s = get_sampler(ckpt, model, cfg, name=sampler, components=components, data=data, device=dev)
+    s = get_sampler(loaded, name=sampler, components=components, data=data, device=dev)
     g = torch.Generator(device=dev).manual_seed(seed)
     z = s.sample(n, generator=g, temperature=temperature)
     return decode_batched(model, z.to(dev))
@@ -52,7 +53,8 @@ def reconstruct(ckpt: str | Path | None = None, *, images: Sequence[str | Path] 
                 split: str = "valid", n: int = 8, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, reconstructions), float in [0, 1] on the CPU; reconstructions decode the posterior mean."""
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     size, crop = cfg.model.image_size, cfg.data.crop
     x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
     x = x8.float().div(255)

@@ -117,7 +117,9 @@ def test_fid_orders_real_reconstructed_and_noise(mini, tiny_run, inception):
     from facevae.metrics.recon import reconstruct_uint8
     from facevae.training.checkpoint import load_model
 
-    model, cfg = load_model(tiny_run)
+    loaded = load_model(tiny_run)
+
+    model, cfg = loaded.model, loaded.config
     ds = open_dataset(mini)
     images = load_images(ds, cfg, progress=False)
     train_idx = ds.split_indices("train")

@@ -38,9 +38,9 @@ def test_fitted_sampler_is_stored_beside_the_run_and_reused(run_and_data, monkey
 
 def test_new_weights_invalidate_the_stored_fit(run_and_data, tmp_path):
     run, data = run_and_data
-    before = store.sampler_file("gmm", 2, run)
+    before = store.sampler_file("gmm", 2, load_model(run))
     train(data, run, tiny_config("train.max_steps=3"), resume=True, device="cpu", progress=False)
-    assert store.sampler_file("gmm", 2, run) != before
+    assert store.sampler_file("gmm", 2, load_model(run)) != before
 
 
 def test_temperature_zero_prior_gives_the_decoded_origin(run_and_data):
@@ -70,8 +70,8 @@ def test_store_reads_per_sampler_facts_from_the_class(run_and_data, monkeypatch)
     monkeypatch.setitem(registry.SAMPLERS, "wide", Wide)
     monkeypatch.setitem(registry.SAMPLERS, "banded", Banded)
     run, _ = run_and_data
-    model_cfg = load_model(run)
-    assert isinstance(store.get_sampler(run, *model_cfg, name="wide"), Wide)  # no data, no file: not fitted
-    assert store.sampler_file("banded", 3, run).startswith("banded-k3-")
+    loaded = load_model(run)
+    assert isinstance(store.get_sampler(loaded, name="wide"), Wide)  # no data, no file: not fitted
+    assert store.sampler_file("banded", 3, loaded).startswith("banded-k3-")
     assert store.fit_options("banded", 3) == {"jitter": 3}
-    assert store.sampler_file("gaussian", 3, run).startswith("gaussian-") and store.fit_options("gaussian", 3) == {}
+    assert store.sampler_file("gaussian", 3, loaded).startswith("gaussian-") and store.fit_options("gaussian", 3) == {}

@@ -34,8 +34,8 @@ def test_save_then_from_pretrained_round_trips(model_cfg, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     raw = json.loads((folder / "config.json").read_text())
     assert raw["model_type"] == "facevae" and raw["model"]["latent_dim"] == 6
-    loaded, loaded_cfg = from_pretrained(str(folder))
-    assert loaded_cfg == cfg and same_weights(loaded, model)
+    loaded = from_pretrained(str(folder))
+    assert loaded.config == cfg and same_weights(loaded.model, model) and loaded.run_dir == folder
 
 
 def test_folder_with_plain_weights_reads_config_json(model_cfg, tmp_path):
@@ -44,8 +44,8 @@ def test_folder_with_plain_weights_reads_config_json(model_cfg, tmp_path):
     folder = save_pretrained(model, cfg, tmp_path / "hub")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"),
               metadata={"format": "pt"})
-    loaded, loaded_cfg = from_pretrained(folder)
-    assert loaded_cfg == cfg and same_weights(loaded, model)
+    loaded = from_pretrained(folder)
+    assert loaded.config == cfg and same_weights(loaded.model, model)
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(FacevaeError, match="does not describe a facevae model"):
         from_pretrained(folder)
@@ -77,7 +77,7 @@ def test_export_writes_card_and_sample_reads_the_folder(model_cfg, tmp_path):
                    "evaluate fid.prior.fid: 87.5", "non-commercial research"):
         assert needle in card, needle
     assert "timings" not in card
-    assert same_weights(from_pretrained(out)[0], model)
+    assert same_weights(from_pretrained(out).model, model)
 
     png = tmp_path / "faces.png"
     result = CliRunner().invoke(app, ["sample", "--ckpt", str(out), "--n", "4", "--out", str(png), "--device", "cpu"])

@@ -31,10 +31,11 @@ def web_run(web_data, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     try:
         train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
-        model, cfg = load_model(run)
-        attribute_vectors(run, model, cfg, data=web_data)
+        loaded = load_model(run)
+        model, cfg = loaded.model, loaded.config
+        attribute_vectors(loaded, data=web_data)
         for name in ("gaussian", "gmm"):
-            get_sampler(run, model, cfg, name=name, data=web_data, progress=False)
+            get_sampler(loaded, name=name, data=web_data, progress=False)
     finally:
         torch.set_num_threads(threads)
     return run

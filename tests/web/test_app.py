@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.models.posterior import DiagonalGaussian
-from facevae.training.checkpoint import save_weights
+from facevae.training.checkpoint import load_model, save_weights
 from facevae.web import upload as upload_mod
 from facevae.web.explorer import SAMPLER_NAMES, Explorer, active_dimensions, load_attributes, load_samplers
 from facevae.web.handlers import Handlers
@@ -253,16 +253,17 @@ def test_without_cached_vectors_or_data_the_sliders_are_off_with_a_reason(tmp_pa
     cfg = tiny_config()
     model = build_model(cfg.model).eval()
     save_weights(tmp_path / "model.safetensors", cfg, model.state_dict())
-    names, steps, note = load_attributes(tmp_path / "model.safetensors", model, cfg, None, "cpu", print)
+    names, steps, note = load_attributes(load_model(tmp_path / "model.safetensors"), None, "cpu", print)
     assert names == [] and steps is None
     assert "--data" in note
     ex = Explorer(model, cfg, names, steps, note)
     assert ex.n_sliders == LATENT  # latent-dimension sliders only
 
 
-def test_samplers_always_offer_the_prior():
+def test_samplers_always_offer_the_prior(tmp_path):
     cfg = tiny_config()
-    samplers, note = load_samplers(None, build_model(cfg.model), cfg, None, "cpu")
+    save_weights(tmp_path / "model.safetensors", cfg, build_model(cfg.model).state_dict())
+    samplers, note = load_samplers(load_model(tmp_path), None, "cpu")
     assert "prior" in samplers
     assert set(samplers) <= set(SAMPLER_NAMES) and "two_stage" in SAMPLER_NAMES
     assert bool(note) == (set(samplers) != set(SAMPLER_NAMES))

@@ -28,6 +28,7 @@ from facevae.errors import FacevaeError
 from facevae.io import atomic_write, user_cache
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
+from facevae.training.checkpoint import BUNDLED, WEIGHTS, Checkpoint
 
 CACHE_NAME = "attribute_vectors.safetensors"
 FORMAT = "facevae-attributes-1"
@@ -152,17 +153,14 @@ def compute_bank(means: torch.Tensor, attributes: torch.Tensor, names: Sequence[
 
 # ---------------------------------------------------------------------------- cache
 
-def cache_paths(ckpt: str | Path | None, weights: Path, digest: str) -> tuple[list[Path], Path]:
+def cache_paths(ckpt: Checkpoint) -> tuple[list[Path], Path]:
     """(places to read from, in order; the place to write)."""
-    from facevae.training.checkpoint import BUNDLED, run_dir_of
-
-    if ckpt is None:
-        shipped = weights.with_name(f"{BUNDLED}.{CACHE_NAME}")
-        user = user_cache("attributes") / f"{BUNDLED}-{digest[:16]}.safetensors"
+    if ckpt.is_bundled:
+        shipped = ckpt.weights.with_name(f"{BUNDLED}.{CACHE_NAME}")
+        user = user_cache("attributes") / f"{BUNDLED}-{ckpt.digest[:16]}.safetensors"
         return [shipped, user], user
-    run_dir = run_dir_of(ckpt)
-    path = run_dir / (CACHE_NAME if Path(ckpt).expanduser().is_dir() else f"{weights.stem}.{CACHE_NAME}")
-    return [path], path
+    name = CACHE_NAME if ckpt.weights.name == WEIGHTS else f"{ckpt.weights.stem}.{CACHE_NAME}"
+    return [ckpt.run_dir / name], ckpt.run_dir / name
 
 
 def _read_cache(path: Path, digest: str, data_key: str | None) -> AttributeBank | None:
@@ -188,18 +186,15 @@ def data_key(ds, cfg: RunConfig) -> str:
     return f"{cache_key(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft)}-attrs-{attrs}"
 
 
-def attribute_bank(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: str | Path | None = None,
-                   device: str | torch.device = "cpu", progress: bool = True) -> AttributeBank:
+def attribute_bank(ckpt: Checkpoint, data: str | Path | None = None, device: str | torch.device = "cpu",
+                   progress: bool = True) -> AttributeBank:
     """The checkpoint's attribute vectors: from the cache, or computed from `data`'s training split and cached.
 
     With `data` None only a cache made for these exact weights is used; with `data`,
     the cache must also have been made from that data, else the vectors are recomputed.
     """
-    from facevae.training.checkpoint import resolve_weights, weights_digest
-
-    weights = resolve_weights(ckpt)
-    digest = weights_digest(weights)
-    reads, write = cache_paths(ckpt, weights, digest)
+    cfg, digest = ckpt.config, ckpt.digest
+    reads, write = cache_paths(ckpt)
     ds = None
     key = None
     if data is not None:
@@ -217,7 +212,7 @@ def attribute_bank(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: st
     if ds is None:
         raise FacevaeError("no attribute vectors are cached for this checkpoint yet: give the CelebA folder "
                            "(--attr-data DIR, or --data DIR) to compute them once from its training split")
-    bank = _compute_from_data(model, cfg, data, ds, device, progress)
+    bank = _compute_from_data(ckpt.model, cfg, data, ds, device, progress)
     meta = {"format": FORMAT, "weights": digest, "data": key, "names": json.dumps(bank.names), "split": "train"}
     atomic_write(write, lambda tmp: save_file(bank.tensors(), str(tmp), metadata=meta))
     return bank
@@ -232,10 +227,10 @@ def _compute_from_data(model: VAE, cfg: RunConfig, data, ds, device, progress: b
     return compute_bank(means, attrs, ds.attr_names)
 
 
-def attribute_vectors(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: str | Path | None = None,
+def attribute_vectors(ckpt: Checkpoint, data: str | Path | None = None,
                       device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor]:
     """(40 names, (40, D) float32 steps) for the web app: z + s * steps[i] edits attribute i with strength s."""
-    bank = attribute_bank(ckpt, model, cfg, data=data, device=device, progress=False)
+    bank = attribute_bank(ckpt, data=data, device=device, progress=False)
     return bank.names, bank.steps
 
 
@@ -270,8 +265,9 @@ def edit_faces(ckpt: str | Path | None, attributes: Sequence[tuple[str, float]],
     if bool(images) == (data is not None):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split and --n), not both or neither")
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
-    bank = attribute_bank(ckpt, model, cfg, data=attr_data if attr_data is not None else data, device=dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
+    bank = attribute_bank(loaded, data=attr_data if attr_data is not None else data, device=dev)
     vector = bank.vector(attributes)
     named = [(bank.names[bank.index(name)], float(w)) for name, w in attributes]
     size, crop = cfg.model.image_size, cfg.data.crop

@@ -102,7 +102,8 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
     panels, metrics = {}, {}
     per_row = n // 2 if n > 1 else 1
     for name, run_dir in runs.items():
-        model, cfg = load_model(run_dir, dev)
+        loaded = load_model(run_dir, dev)
+        model, cfg = loaded.model, loaded.config
         images = load_images(ds, cfg, progress=progress)
         valid = torch.from_numpy(images[ds.split_indices("valid")])
         means, _ = encode_images(model, torch.from_numpy(images[ds.split_indices("train")]), dev)

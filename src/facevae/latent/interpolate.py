@@ -87,7 +87,8 @@ def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] =
     if mode not in INTERPOLATIONS:
         raise FacevaeError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATIONS)}")
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     originals = None
     if images:
         originals = read_images(images, cfg.model.image_size, cfg.data.crop).float().div(255)

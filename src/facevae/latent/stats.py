@@ -121,7 +121,8 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
     if out.exists() and not out.is_dir():
         raise FacevaeError(f"--out {out} is a file: give a folder for the figures and latents.json")
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     ds, idx, images = load_split(data, split, cfg, progress=progress)
     labels, attr_name = None, None
     if attribute:

@@ -38,6 +38,7 @@ from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text, user_cache
 from facevae.metrics import fid
 from facevae.models.vae import VAE
+from facevae.training.checkpoint import Checkpoint
 from facevae.viz.grid import to_uint8
 
 REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
@@ -158,45 +159,28 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 
 # ----------------------------------------------------------------------------- samplers
 
-def state_digest(model: VAE) -> str:
-    """sha1 of the evaluated weights themselves (a run's weights file changes while it trains)."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunConfig, count: int,
-                     device: torch.device, digest: str | None = None) -> torch.Tensor:
+def training_latents(ckpt: Checkpoint, ds: FaceDataset, images: np.ndarray, count: int,
+                     device: torch.device) -> torch.Tensor:
     """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
     from facevae.latent.encode import cached_latents
 
+    cfg = ckpt.config
     idx = subset(ds.split_indices("train"), count)
-    key = json.dumps({"weights": digest or state_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
+    key = json.dumps({"weights": ckpt.digest, "root": os.path.realpath(ds.root), "n": len(idx),
                       "size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
                       "seed": REFERENCE_SEED}, sort_keys=True)
     path = user_cache("eval") / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
-    means, _ = cached_latents(model, read_subset(images, idx), path, key, device)
+    means, _ = cached_latents(ckpt.model, read_subset(images, idx), path, key, device)
     return means
 
 
-def stored_sampler(name: str, ckpt, model: VAE, cfg: RunConfig, data, opts: EvalOptions, device: torch.device):
-    """The sampler stored beside the checkpoint (fitted on the whole training split and stored on first use)."""
-    from facevae.sampling import Sampler
-    from facevae.sampling.store import get_sampler
-
-    s = get_sampler(ckpt, model, cfg, name=name, components=opts.components, data=data, device=device,
-                    progress=opts.progress)
-    return s if isinstance(s, Sampler) and s.name == name and s.fitted else None
-
-
-def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, images: np.ndarray,
-                    opts: EvalOptions, device: torch.device, digest: str | None = None) -> dict[str, tuple[Any, str]]:
+def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray, opts: EvalOptions,
+                    device: torch.device) -> dict[str, tuple[Any, str]]:
     """name -> (fitted sampler, where it came from)."""
     from facevae.sampling import build_sampler
-    from facevae.sampling.store import fit_options
+    from facevae.sampling.store import fit_options, get_sampler
 
+    cfg = ckpt.config
     out: dict[str, tuple[Any, str]] = {}
     latents = None
     for name in opts.samplers:
@@ -204,13 +188,14 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
         if not s.fits_latents:
             out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
             continue
-        stored = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None
-        if stored is not None:
+        if opts.fit_images == 0:  # the stored fit (made on the whole training split on first use)
+            stored = get_sampler(ckpt, name=name, components=opts.components, data=data, device=device,
+                                 progress=opts.progress)
             out[name] = (stored, "fitted on the whole training split, stored beside the checkpoint "
                                  "(facevae.sampling.store)")
             continue
         if latents is None:
-            latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)
+            latents = training_latents(ckpt, ds, images, opts.fit_images, device)
         out[name] = (s.fit(latents.to(device)), f"fitted on the posterior means of {len(latents)} training images")
     return out
 
@@ -256,7 +241,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     from facevae.latent.encode import encode_images
     from facevae.metrics.latent_health import latent_health
     from facevae.metrics.recon import reconstruct_uint8, recon_metrics
-    from facevae.training.checkpoint import load_model, resolve_weights
+    from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device
     from facevae.viz import report
 
@@ -265,11 +250,10 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
         raise FacevaeError(f"--out {out} is a file: give a folder for metrics.json and the report")
     _check_options(opts)
     dev = resolve_device(opts.device)
-    weights_path = resolve_weights(ckpt)
-    step = _step_of(weights_path)  # read next to the weights: a training run replaces the file every epoch
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock, digest = _Clock(), state_digest(model)
+    clock = _Clock()
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg, progress=opts.progress)
     eval_idx = ds.split_indices(opts.split)
@@ -279,7 +263,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
     likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, images, eval_idx, x8, opts, dev))
     samplers = clock.time("fit_samplers",
-                          lambda: fitted_samplers(ckpt, model, cfg, data, ds, images, opts, dev, digest))
+                          lambda: fitted_samplers(loaded, data, ds, images, opts, dev))
     grids: dict[str, torch.Tensor] = {}
     fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"}
     if extractor is not None:
@@ -291,7 +275,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     out.mkdir(parents=True, exist_ok=True)
     files = report.write_pictures(out, x8, recons, grids, means, latent, ds, eval_idx)
     metrics = {
-        "protocol": {**_protocol(ckpt, weights_path, digest, ds, cfg, opts, len(eval_idx), dev), "step": step},
+        "protocol": {**_protocol(loaded, ds, opts, len(eval_idx), dev), "step": loaded.step},
         "model": {"kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim, "image_size": cfg.model.image_size,
                   "block": cfg.model.block, "recon_loss": cfg.loss.recon, "sigma": cfg.loss.sigma,
                   "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},
@@ -331,11 +315,11 @@ def _complete_grids(grids: dict[str, torch.Tensor], model: VAE, samplers: dict, 
             grids[name] = next(decoded_batches(model, sample_latents(s, GRID_IMAGES, seed, GRID_IMAGES), dev))
 
 
-def _protocol(ckpt, weights_path: Path, digest: str, ds: FaceDataset, cfg: RunConfig, opts: EvalOptions,
-              split_images: int, dev: torch.device) -> dict:
+def _protocol(ckpt: Checkpoint, ds: FaceDataset, opts: EvalOptions, split_images: int, dev: torch.device) -> dict:
+    cfg = ckpt.config
     return {
-        "checkpoint": "bundled" if ckpt is None else str(ckpt), "weights": str(weights_path),
-        "weights_sha1": digest,
+        "checkpoint": ckpt.source, "weights": str(ckpt.weights),
+        "weights_sha1": ckpt.digest,
         "data": os.path.realpath(ds.root), "split": opts.split, "split_images": split_images,
         "image_size": cfg.model.image_size, "crop": cfg.data.crop, "dims": 3 * cfg.model.image_size ** 2,
         "device": str(dev), "seed": opts.seed, "options": asdict(opts),
@@ -367,17 +351,6 @@ def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts
                                  "count": len(pick), "reference_count": orig["count"],
                                  "reference_split": opts.split, "reference": orig}
     return result
-
-
-def _step_of(weights: Path) -> int | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            step = (f.metadata() or {}).get("step")
-        return int(step) if step is not None else None
-    except (OSError, ValueError):
-        return None
 
 
 def _jsonable(obj: Any) -> Any:

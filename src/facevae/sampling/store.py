@@ -17,31 +17,26 @@ from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.sampling.serialize import load_sampler, save_sampler
-from facevae.training.checkpoint import bundled_weights, resolve_weights, weights_digest
-
-def weights_id(ckpt: str | Path | None) -> str:
-    return weights_digest(resolve_weights(ckpt))[:12]
+from facevae.training.checkpoint import Checkpoint, bundled_weights
 
 
-def store_dirs(ckpt: str | Path | None) -> list[Path]:
+def store_dirs(ckpt: Checkpoint) -> list[Path]:
     """Where fitted artefacts of a checkpoint are looked up, the writable one last."""
-    path = None if ckpt is None else Path(ckpt).expanduser()
-    if path is None or path.resolve() == bundled_weights().resolve():
+    if ckpt.is_bundled:
         return [bundled_weights().parent, user_cache("bundled")]
-    return [(path if path.is_dir() else path.parent) / "samplers"]
+    return [ckpt.run_dir / "samplers"]
 
 
-def sampler_file(name: str, components: int, ckpt: str | Path | None) -> str:
+def sampler_file(name: str, components: int, ckpt: Checkpoint) -> str:
     k = f"-k{components}" if sampler_class(name).stored_option else ""
-    return f"{name}{k}-{weights_id(ckpt)}.safetensors"
+    return f"{name}{k}-{ckpt.weights_id}.safetensors"
 
 
-def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: str = "prior", components: int = 10,
-                data: str | Path | None = None, device: torch.device | str = "cpu",
-                progress: bool = True) -> Sampler:
+def get_sampler(ckpt: Checkpoint, *, name: str = "prior", components: int = 10, data: str | Path | None = None,
+                device: torch.device | str = "cpu", progress: bool = True) -> Sampler:
     """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
     if not sampler_class(name).fits_latents:
-        return build_sampler(name, cfg.model.latent_dim).to(device)
+        return build_sampler(name, ckpt.config.model.latent_dim).to(device)
     fname = sampler_file(name, components, ckpt)
     for folder in store_dirs(ckpt):
         if (folder / fname).is_file():
@@ -49,7 +44,7 @@ def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: st
     if data is None:
         raise FacevaeError(f"the {name} sampler is not fitted for this checkpoint yet: pass --data DIR "
                            "(its training data) once to fit it on the training latents")
-    sampler = fit_sampler(name, components, model, cfg, data, device, progress)
+    sampler = fit_sampler(name, components, ckpt.model, ckpt.config, data, device, progress)
     save_sampler(sampler, store_dirs(ckpt)[-1] / fname)
     return sampler
 

@@ -17,7 +17,8 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text
 from facevae.models.vae import VAE
-from facevae.training.checkpoint import CHECKPOINT, CONFIG_JSON, WEIGHTS, config_json, load_model, save_weights
+from facevae.training.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json, load_model,
+                                        save_weights)
 
 CARD = "README.md"
 EVALUATED = ("fid", "likelihood", "reconstruction")  # sections of evaluate's metrics.json a card quotes
@@ -32,8 +33,8 @@ def save_pretrained(model: VAE, cfg: RunConfig, folder: str | Path) -> Path:
     return folder
 
 
-def from_pretrained(dir_or_repo_id: str | Path, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
-    """(model, config) from a local folder or, when no such folder exists, a Hub repo id."""
+def from_pretrained(dir_or_repo_id: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """The model (a Checkpoint: .model, .config) from a local folder or, when no such folder exists, a Hub repo id."""
     path = Path(dir_or_repo_id).expanduser()
     if not path.exists():
         path = _download(str(dir_or_repo_id))
@@ -64,10 +65,9 @@ def export(ckpt: str | Path | None, out: str | Path) -> Path:
     """A run (or the bundled model) as a Hub folder with a model card; returns the folder."""
     out = Path(out).expanduser()
     check_export_dir(out)
-    model, cfg = load_model(ckpt)
-    run_dir = Path(ckpt).expanduser() if ckpt is not None and Path(ckpt).expanduser().is_dir() else None
-    save_pretrained(model, cfg, out)
-    atomic_write_text(out / CARD, model_card(model, cfg, run_dir))
+    loaded = load_model(ckpt)
+    save_pretrained(loaded.model, loaded.config, out)
+    atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir))
     return out
 
 

@@ -21,6 +21,7 @@ from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
 from facevae.sampling.store import get_sampler
+from facevae.training.checkpoint import Checkpoint
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
 ACTIVE_DIMS = 8  # latent sliders shown
@@ -61,12 +62,13 @@ class Explorer:
 
         log = log or (lambda msg: print(msg, file=sys.stderr))
         dev = resolve_device(device)
-        model, cfg = load_model(ckpt, dev)
-        names, steps, attr_note = load_attributes(ckpt, model, cfg, data, dev, log)
+        loaded = load_model(ckpt, dev)
+        model, cfg = loaded.model, loaded.config
+        names, steps, attr_note = load_attributes(loaded, data, dev, log)
         if data is not None:
             log(f"samplers: reading the stored fits or fitting them once on {data} ...")
-        samplers, sampler_note = load_samplers(ckpt, model, cfg, data, dev, components)
-        label = "the bundled CelebA 64x64 model" if ckpt is None else str(ckpt)
+        samplers, sampler_note = load_samplers(loaded, data, dev, components)
+        label = "the bundled CelebA 64x64 model" if loaded.is_bundled else loaded.source
         return cls(model, cfg, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note,
                    label=label, device=dev)
 
@@ -130,14 +132,14 @@ class Explorer:
 # ---------------------------------------------------------------------- one-off loading
 
 
-def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
+def load_attributes(ckpt: Checkpoint, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
     """(names, (A, D) steps or None, note saying why there are none)."""
     from facevae.latent.attributes import attribute_vectors
 
     if data is not None:
         log(f"attribute vectors: reading the cache or computing them once from {data} ...")
     try:
-        names, steps = attribute_vectors(ckpt, model, cfg, data=data, device=device)
+        names, steps = attribute_vectors(ckpt, data=data, device=device)
     except FacevaeError as e:
         hint = "" if data is not None else (" Restart `facevae serve` with --data CELEBA_DIR "
                                              "(or set FACEVAE_DATA) to compute them once.")
@@ -145,14 +147,13 @@ def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tupl
     return list(names), steps.float().cpu(), ""
 
 
-def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: int = 10) -> tuple[dict, str]:
+def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple[dict, str]:
     """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
     out: dict = {}
     missing = []
     for name in SAMPLER_NAMES:
         try:
-            out[name] = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device="cpu",
-                                    progress=False)
+            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device="cpu", progress=False)
         except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "
