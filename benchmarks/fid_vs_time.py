@@ -28,7 +28,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train

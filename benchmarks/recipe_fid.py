@@ -32,10 +32,10 @@ import yaml
 
 from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
-from facevae.sampling.store import get_sampler
+from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train
 

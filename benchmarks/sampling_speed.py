@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from facevae.latent.encode import encode_images, load_split
-from facevae.metrics.evaluate import decoded_batches
+from facevae.tasks.encode import encode_images, load_split
+from facevae.tasks.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device

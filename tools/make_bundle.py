@@ -39,8 +39,8 @@ def main() -> None:
     bundle = load_model(None)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
-        from facevae.latent.attributes import attribute_bank, cache_paths
-        from facevae.sampling.store import get_sampler, store_dirs
+        from facevae.tasks.edit import attribute_bank, cache_paths
+        from facevae.tasks.store import get_sampler, store_dirs
 
         for name in ("gaussian", "gmm", "two_stage"):
             get_sampler(bundle, name=name, components=args.components, data=args.data)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.errors import FacevaeError
-from facevae.latent.attributes import attribute_vectors
+from facevae.tasks.edit import attribute_vectors
 from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 

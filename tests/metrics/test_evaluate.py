@@ -13,7 +13,7 @@ import torch
 
 from facevae.errors import FacevaeError
 from facevae.metrics import fid
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics.latent_health import aggregate_posterior_kl, latent_health
 from tests.conftest import mini_slice, tiny_config
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.generate import generate
-from facevae.sampling import store
+from facevae.tasks.generate import generate
+from facevae.tasks import store
 from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 

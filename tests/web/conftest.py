@@ -20,8 +20,8 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def web_run(web_data, tmp_path_factory) -> Path:
     """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
-    from facevae.latent.attributes import attribute_vectors
-    from facevae.sampling.store import get_sampler
+    from facevae.tasks.edit import attribute_vectors
+    from facevae.tasks.store import get_sampler
     from facevae.training.checkpoint import load_model
     from facevae.training.run import train
 

@@ -37,7 +37,7 @@ def latents(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """How the model uses its latent space: histograms, KL per dimension, active units, a PCA map."""
-    from facevae.latent.stats import latent_report
+    from facevae.tasks.latents import latent_report
 
     report = latent_report(ckpt, data, out, split=split, attribute=attribute or None, threshold=threshold,
                            device=device, progress=progress)
@@ -82,7 +82,8 @@ def edit(
     """Edit faces along CelebA attribute directions: rows are faces, columns are strengths."""
     import torch
 
-    from facevae.latent.attributes import edit_faces, parse_attribute_weights, parse_strengths
+    from facevae.latent.attributes import parse_attribute_weights, parse_strengths
+    from facevae.tasks.edit import edit_faces
     from facevae.viz.grid import save_image
     from facevae.viz.latent_plots import labelled_grid, strength_label
 
@@ -117,7 +118,7 @@ def interpolate(
     """Walk between two faces (posterior means of two images) or two random codes, as a grid and a GIF."""
     import torch
 
-    from facevae.latent.interpolate import interpolate_faces
+    from facevae.tasks.interpolate import interpolate_faces
     from facevae.viz.gif import pingpong, resize, save_gif
     from facevae.viz.grid import make_grid, save_image
     from facevae.viz.latent_plots import labelled_grid
@@ -184,7 +185,7 @@ def compare(
     progress_bar: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a VAE and a plain autoencoder with the same architecture and budget; draw them side by side."""
-    from facevae.latent.compare import compare as run_compare
+    from facevae.tasks.compare import compare as run_compare
 
     if any(s.strip().startswith("model.kind") for s in set_):
         raise FacevaeError("compare sets model.kind itself (vae and ae): drop --set model.kind")

@@ -20,7 +20,7 @@ from facevae.errors import FacevaeError
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
-from facevae.sampling.store import get_sampler
+from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import Checkpoint
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
@@ -134,7 +134,7 @@ class Explorer:
 
 def load_attributes(ckpt: Checkpoint, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
     """(names, (A, D) steps or None, note saying why there are none)."""
-    from facevae.latent.attributes import attribute_vectors
+    from facevae.tasks.edit import attribute_vectors
 
     if data is not None:
         log(f"attribute vectors: reading the cache or computing them once from {data} ...")
@@ -148,7 +148,7 @@ def load_attributes(ckpt: Checkpoint, data, device, log) -> tuple[list[str], tor
 
 
 def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple[dict, str]:
-    """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
+    """Every sampler that `facevae.tasks.store` can give for this model, prior always included."""
     out: dict = {}
     missing = []
     for name in SAMPLER_NAMES:

@@ -89,8 +89,8 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
                    device: str = "auto", progress: bool = True) -> tuple[dict, dict]:
     """(panels[column][row] uint8 grids, metrics[column][name])."""
     from facevae.data import load_images, open_dataset
-    from facevae.generate import decode_batched
-    from facevae.latent.encode import encode_images
+    from facevae.tasks.generate import decode_batched
+    from facevae.tasks.encode import encode_images
     from facevae.sampling import build_sampler
     from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device

@@ -26,7 +26,7 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
     dev = resolve_device(device)
     loaded = load_model(ckpt, dev)
     model, cfg = loaded.model, loaded.config
-    from facevae.sampling.store import get_sampler
+    from facevae.tasks.store import get_sampler
 
     s = get_sampler(loaded, name=sampler, components=components, data=data, device=dev)
     g = torch.Generator(device=dev).manual_seed(seed)

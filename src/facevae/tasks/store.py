@@ -16,7 +16,7 @@ from facevae.io import user_cache
 from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
-from facevae.sampling.serialize import load_sampler, save_sampler
+from facevae.tasks.sampler_files import load_sampler, save_sampler
 from facevae.training.checkpoint import Checkpoint, bundled_weights
 
 
@@ -51,7 +51,7 @@ def get_sampler(ckpt: Checkpoint, *, name: str = "prior", components: int = 10, 
 
 def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: str | Path,
                 device: torch.device | str, progress: bool = True) -> Sampler:
-    from facevae.latent.encode import encode_images, load_split
+    from facevae.tasks.encode import encode_images, load_split
 
     _, _, images = load_split(data, "train", cfg, progress=progress)
     means, _ = encode_images(model, images, device)

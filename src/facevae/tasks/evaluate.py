@@ -162,7 +162,7 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 def training_latents(ckpt: Checkpoint, ds: FaceDataset, images: np.ndarray, count: int,
                      device: torch.device) -> torch.Tensor:
     """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
-    from facevae.latent.encode import cached_latents
+    from facevae.tasks.encode import cached_latents
 
     cfg = ckpt.config
     idx = subset(ds.split_indices("train"), count)
@@ -178,7 +178,7 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
                     device: torch.device) -> dict[str, tuple[Any, str]]:
     """name -> (fitted sampler, where it came from)."""
     from facevae.sampling import build_sampler
-    from facevae.sampling.store import fit_options, get_sampler
+    from facevae.tasks.store import fit_options, get_sampler
 
     cfg = ckpt.config
     out: dict[str, tuple[Any, str]] = {}
@@ -192,7 +192,7 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
             stored = get_sampler(ckpt, name=name, components=opts.components, data=data, device=device,
                                  progress=opts.progress)
             out[name] = (stored, "fitted on the whole training split, stored beside the checkpoint "
-                                 "(facevae.sampling.store)")
+                                 "(facevae.tasks.store)")
             continue
         if latents is None:
             latents = training_latents(ckpt, ds, images, opts.fit_images, device)
@@ -238,7 +238,7 @@ def _check_options(opts: EvalOptions) -> None:
 
 def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
     """Run every evaluation, write metrics.json, pictures and index.html into `out`; return the metrics."""
-    from facevae.latent.encode import encode_images
+    from facevae.tasks.encode import encode_images
     from facevae.metrics.latent_health import latent_health
     from facevae.metrics.recon import reconstruct_uint8, recon_metrics
     from facevae.training.checkpoint import load_model
