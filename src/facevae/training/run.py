@@ -11,7 +11,7 @@ from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.training.checkpoint import CHECKPOINT, load_checkpoint
 from facevae.training.distributed import check_batch
-from facevae.training.trainer import Trainer, TrainResult
+from facevae.training.trainer import EpochEnd, Trainer, TrainResult
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,8 +82,24 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
-                      is_main=rank == 0, progress=progress)
+                      is_main=rank == 0, progress=progress,
+                      on_epoch_end=lambda end: epoch_pictures(end, cfg.train.grid_images))
     return trainer.fit(resume=resume)
+
+
+@torch.no_grad()
+def epoch_pictures(end: EpochEnd, grid_images: int) -> None:
+    """recon/epoch_NNNN.png (fixed validation faces above their reconstructions) and loss_curve.png."""
+    from facevae.viz.grid import pairs_grid, save_image
+    from facevae.viz.plots import plot_losses
+
+    was_training = end.model.training
+    end.model.eval()
+    x = end.val_images[:grid_images].to(next(end.model.parameters()).device).float().div(255)
+    recon = end.model(x, sample=False).recon
+    end.model.train(was_training)
+    save_image(pairs_grid(x.cpu(), recon.cpu()), end.run_dir / "recon" / f"epoch_{end.epoch:04d}.png")
+    plot_losses(end.metrics_path, end.run_dir / "loss_curve.png")
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:

@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -19,13 +20,12 @@ from tqdm import tqdm
 from facevae.config import RunConfig, TrainConfig
 from facevae.data.loader import BatchLoader, iterate_fixed
 from facevae.errors import FacevaeError
+from facevae.io import atomic_write_text
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
 from facevae.training.checkpoint import CONFIG, load_checkpoint, save_checkpoint
 from facevae.training import distributed
 from facevae.training.ema import EMA
-from facevae.viz.grid import pairs_grid, save_image
-from facevae.viz.plots import plot_losses
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -100,6 +100,18 @@ def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What an end-of-epoch hook gets: the shipped weights (EMA when on), the validation images, where to write."""
+
+    epoch: int
+    step: int
+    model: nn.Module
+    val_images: torch.Tensor  # uint8 (N, 3, H, W)
+    run_dir: Path
+    metrics_path: Path
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -144,7 +156,9 @@ class Trainer:
         is_main: bool = True,
         progress: bool = True,
         sync_free: bool | None = None,  # default: on CUDA (see train_step)
+        on_epoch_end: Callable[[EpochEnd], None] | None = None,  # pictures and such, on rank 0 (see run.py)
     ):
+        self.on_epoch_end = on_epoch_end
         self.cfg, self.model, self.loader, self.device = cfg, model, loader, device
         self.sync_free = device.type == "cuda" if sync_free is None else sync_free
         self.train_model = model if train_model is None else train_model  # `or` would call len() on a compiled one
@@ -214,7 +228,8 @@ class Trainer:
                     keep.append(line)
             except json.JSONDecodeError:
                 pass
-        self.metrics_path.write_text("".join(k + "\n" for k in keep))
+        # atomic: a kill during the rewrite must not cut the history short
+        atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
 
     # ---- logging -----------------------------------------------------------------
     def log(self, row: dict) -> None:
@@ -394,9 +409,15 @@ class Trainer:
                 f"checkpoint in {self.run_dir} is intact: lower train.lr or set train.grad_clip, then --resume"
             )
 
+    @property
+    def shipped_model(self) -> nn.Module:
+        """The weights model.safetensors holds: the EMA average when EMA is on, else the live ones."""
+        return self.ema.averaged if self.ema else self.model
+
     @torch.no_grad()
     def validate(self, limit: int) -> dict[str, float]:
-        model = self.model
+        """Validation losses of the shipped weights (val_weights says which: "ema" or "live")."""
+        model = self.shipped_model
         was_training = model.training
         model.eval()
         sums, n = {"total": 0.0, "recon": 0.0, "kl": 0.0}, 0
@@ -410,7 +431,7 @@ class Trainer:
                 sums[k] += float(v) * len(x)
             n += len(x)
         model.train(was_training)
-        return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+        return {**{f"val_{k}": v / max(n, 1) for k, v in sums.items()}, "val_weights": "ema" if self.ema else "live"}
 
     def end_of_epoch(self, epoch: int) -> None:
         self._sync_counters()
@@ -419,16 +440,7 @@ class Trainer:
             row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
                    **self.validate(self.cfg.train.val_batches)}
             self.log(row)
-            self.save_recon_grid(epoch)
-            plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(EpochEnd(epoch, self.step, self.shipped_model, self.val_images, self.run_dir,
+                                           self.metrics_path))
         distributed.barrier()  # the other ranks wait here, outside any DDP collective, until rank 0 is done
-
-    @torch.no_grad()
-    def save_recon_grid(self, epoch: int) -> Path:
-        model = self.ema.averaged if self.ema else self.model
-        was_training = model.training
-        model.eval()
-        x = self.val_images[: self.cfg.train.grid_images].to(self.device).float().div(255)
-        recon = model(x, sample=False).recon
-        model.train(was_training)
-        return save_image(pairs_grid(x.cpu(), recon.cpu()), self.run_dir / "recon" / f"epoch_{epoch:04d}.png")
