@@ -118,6 +118,32 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device,
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
+# how this run steps its optimizer: a checkpoint from another device or mode must not decide it
+RUN_FLAGS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """`opt.load_state_dict(saved)`, keeping this run's flags and every tensor in its parameter's layout.
+
+    Checkpoints hold the moments contiguous (NCHW) and load_state_dict keeps that,
+    while channels_last weights are NHWC: fused Adam needs weights, grads and moments
+    with identical strides (CUDA raises, CPU silently computes garbage). Step counts
+    go where a fresh optimizer with these flags keeps them (on the device when fused).
+    """
+    flags = [{k: g[k] for k in RUN_FLAGS if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, own in zip(opt.param_groups, flags):
+        group.update(own)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if key == "step" and torch.is_tensor(value):
+                    state[key] = value.to(device=p.device if on_device else "cpu", dtype=torch.float32)
+                elif torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
     """Learning-rate multiplier at `step`: linear warm-up, then the schedule's shape.
 
@@ -192,7 +218,7 @@ class Trainer:
         except RuntimeError:
             raise FacevaeError(f"the checkpoint in {self.run_dir} does not match the configured model: "
                                "resume with the run's own config or start a new --out") from None
-        self.opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.opt, state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema and ema_state is not None:
