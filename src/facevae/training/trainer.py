@@ -40,11 +40,18 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in PRECISIONS:
         raise FacevaeError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[precision]
+    if device.type == "cuda" and dtype is torch.bfloat16 and not fast_cuda_bf16(device):
+        return torch.float16
     if device.type == "cuda" or dtype is None:
         return dtype
     if device.type == "cpu" and dtype is torch.bfloat16 and native_cpu_bf16():
         return dtype
     return None
+
+
+def fast_cuda_bf16(device: torch.device) -> bool:
+    """cuDNN runs bf16 convolutions natively from compute capability 8.0 (Ampere); T4 and V100 take a slow path."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def native_cpu_bf16() -> bool:
@@ -187,7 +194,10 @@ class Trainer:
         lr_factor(0, t, self.total_steps)  # rejects an unknown schedule before any work
         self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
         self.autocast_dtype = autocast_dtype(t.precision, device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        if is_main and self.autocast_dtype is not PRECISIONS[t.precision] and device.type == "cuda":
+            print(f"note: compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))} runs "
+                  "bf16 convolutions on a slow path: training in fp16 with loss scaling instead")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         self.step, self.skipped, self.bad_run = 0, 0, 0
         self.buffers = BufferGuard(model)
         # sync-free mode: skipped steps and the current run of them, counted on the device
@@ -288,9 +298,10 @@ class Trainer:
         self.set_lr()
         self.scaler.scale(terms.total).backward()
         ok = torch.isfinite(terms.total)
-        if self.cfg.train.grad_clip > 0:
+        # sync-free fp16 checks the unscaled gradients itself, so one flag skips a bad loss or bad gradients
+        if self.cfg.train.grad_clip > 0 or (self.sync_free and self.scaler.is_enabled()):
             self.scaler.unscale_(self.opt)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
             ok = ok & torch.isfinite(norm)
         ok = distributed.agree_ok(ok)  # one rank's NaN skips the step everywhere, or the replicas diverge
         if self.sync_free:
@@ -316,15 +327,14 @@ class Trainer:
         counted on the device and read at log points, where a run of them stops training.
         """
         bad = ~ok
-        if self.scaler.is_enabled():  # fp16: the scaler's inf check skips it (a non-finite loss has non-finite grads)
-            self.scaler.step(self.opt)
+        # GradScaler's protocol with fused optimizers; under fp16 the gradients are unscaled already (train_step)
+        self.opt.grad_scale, self.opt.found_inf = None, bad.float()
+        try:
+            self.opt.step()
+        finally:
+            del self.opt.grad_scale, self.opt.found_inf
+        if self.scaler.is_enabled():  # backs off on the non-finite gradients unscale_ found
             self.scaler.update()
-        else:
-            self.opt.grad_scale, self.opt.found_inf = None, bad.float()  # GradScaler's protocol with fused optimizers
-            try:
-                self.opt.step()
-            finally:
-                del self.opt.grad_scale, self.opt.found_inf
         self.buffers.restore(where=bad)
         if self.ema:  # on a bad step this averages towards unchanged weights, which is harmless
             self.ema.update(self.model, self.step)
