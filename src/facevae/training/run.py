@@ -70,10 +70,11 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
         _fast_cuda_kernels()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    placed = _place(images, train_idx, dev, placement)
+    placed, rows = _place(images, train_idx, dev, placement)
     try:
         loader = BatchLoader(placed, cfg.train.batch_size, dev, flip=cfg.data.flip, seed=cfg.train.seed,
-                             rank=rank, world_size=world_size, stream=True if placement == "host" else None)
+                             rank=rank, world_size=world_size, stream=True if placement == "host" else None,
+                             rows=rows)
     except ValueError as e:
         raise FacevaeError(f"{e}: lower train.batch_size") from None
     val_images = torch.from_numpy(images[val_idx])
@@ -88,7 +89,7 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     return trainer.fit(resume=resume)
 
 
-def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:
+def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         return place_images(images, dev, placement=placement, indices=train_idx)
     except torch.cuda.OutOfMemoryError:
