@@ -1,6 +1,8 @@
 """Wire a training run together: data -> cache -> loaders -> model -> trainer."""
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -66,8 +68,6 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
-    if dev.type == "cuda":
-        _fast_cuda_kernels()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     placed, rows = _place(images, train_idx, dev, placement)
@@ -86,7 +86,8 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress)
-    return trainer.fit(resume=resume)
+    with kernel_choice(cfg.train.deterministic, dev):
+        return trainer.fit(resume=resume)
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -97,9 +98,25 @@ def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.
                            "to stream them from host memory, or lower model.image_size") from None
 
 
-def _fast_cuda_kernels() -> None:
-    """Training batches all have one shape: let cuDNN time its algorithms once and keep the fastest."""
-    torch.backends.cudnn.benchmark = True
+@contextlib.contextmanager
+def kernel_choice(deterministic: bool, dev: torch.device):
+    """The fastest kernels, or (train.deterministic) only those that give bit-identical reruns.
+
+    Training batches all have one shape, so by default cuDNN times its algorithms once and
+    keeps the fastest; which one wins can change from run to run, and with it the rounding.
+    The process-wide switches are put back afterwards.
+    """
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be reproducible
+    cudnn.benchmark, cudnn.deterministic = dev.type == "cuda" and not deterministic, deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2])
 
 
 def _val_indices(dataset):
