@@ -12,6 +12,7 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.training import checkpoint as ckpt
+from facevae.training import distributed
 from facevae.training.distributed import check_batch
 from facevae.training.trainer import Trainer, TrainResult
 
@@ -128,7 +129,7 @@ def _val_indices(dataset):
 
 def _wrap(model, cfg: RunConfig, dev: torch.device, world_size: int):
     wrapped = model
-    if world_size > 1:
+    if distributed.active():  # every torchrun job, one process included
         from torch.nn.parallel import DistributedDataParallel
 
         # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in, less memory)
