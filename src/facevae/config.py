@@ -66,6 +66,7 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp16 autocast; on CPU bf16 only where it is native (else fp32)
     channels_last: bool = True
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels only (no cuDNN autotuning): bit-identical reruns, slower
     sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA); default: per-rank statistics
     seed: int = 0
     log_every: int = 25

@@ -29,7 +29,7 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
 
     s = get_sampler(ckpt, model, cfg, name=sampler, components=components, data=data, device=dev)
     s.temperature = temperature
-    g = torch.Generator(device=dev).manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # a CPU generator: the same seed, the same faces on CPU and GPU
     z = s.sample(n, generator=g)
     return decode_batched(model, z.to(dev))
 

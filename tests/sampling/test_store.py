@@ -53,3 +53,29 @@ def test_temperature_zero_prior_gives_the_decoded_origin(run_and_data):
 def test_unknown_sampler(run_and_data):
     with pytest.raises(FacevaeError, match="choose one of: prior, gaussian, gmm"):
         generate(run_and_data[0], n=2, sampler="flow", device="cpu")
+
+
+def test_sample_seed_draws_its_noise_on_the_cpu_whatever_the_device(run_and_data, monkeypatch):
+    """The same seed gives the same faces on CPU and GPU: the latents come from a CPU generator."""
+    import facevae.generate as gen
+
+    run, _ = run_and_data
+    seen = []
+    real_get = store.get_sampler
+
+    def spying_get(*args, **kwargs):
+        sampler = real_get(*args, **kwargs)
+        draw = sampler.sample
+
+        def sample(n, generator=None):
+            seen.append(generator.device)
+            return draw(n, generator=generator)
+
+        sampler.sample = sample
+        return sampler
+
+    monkeypatch.setattr(store, "get_sampler", spying_get)
+    monkeypatch.setattr(gen, "resolve_device", lambda name: torch.device("meta"))  # stands in for cuda
+    monkeypatch.setattr(gen, "decode_batched", lambda model, z: z)  # meta tensors have no pixels
+    z = generate(run, n=3, seed=5, device="cuda")
+    assert seen == [torch.device("cpu")] and z.device.type == "meta" and z.shape == (3, 8)

@@ -14,7 +14,8 @@ class DiagonalGaussian:
         self.deterministic = deterministic or logvar is None
         if self.deterministic:
             logvar = torch.full_like(mean, -float("inf"))
-        # clamp keeps exp() finite in fp16/bf16 and early in training
+        # mean and logvar come in float32 (VAE.encode): there exp() is finite up to logvar 88; the
+        # clamp bounds the noise scale and the KL when an early or bad step throws logvar far out
         self.logvar = logvar if self.deterministic else logvar.clamp(-30.0, 20.0)
 
     @property
@@ -39,7 +40,8 @@ class DiagonalGaussian:
         """KL(q || N(0, I)) for each latent dimension, shape (batch, latent)."""
         if self.deterministic:
             return torch.zeros_like(self.mean)
-        return 0.5 * (self.mean.pow(2) + self.var - 1.0 - self.logvar)
+        # expm1: exp(logvar) - 1 without the cancellation that makes an inactive unit's KL noise
+        return 0.5 * (self.mean.pow(2) + torch.expm1(self.logvar) - self.logvar)
 
     def kl(self) -> torch.Tensor:
         """KL(q || N(0, I)) per example, in nats."""

@@ -82,7 +82,10 @@ class VAE(nn.Module):
         return self.cfg.kind == "vae"
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        h = self.encoder(x * 2.0 - 1.0)  # centred input trains faster than [0, 1]
+        # centred input trains faster than [0, 1]; float32 before the posterior: under autocast the
+        # head gives bf16/fp16, where exp(logvar) overflows (fp16, logvar > 11.09) and the KL of an
+        # inactive unit is rounding noise, negative about half the time
+        h = self.encoder(x * 2.0 - 1.0).float()
         if not self.is_vae:
             return DiagonalGaussian(h, deterministic=True)
         mean, logvar = h.chunk(2, dim=1)

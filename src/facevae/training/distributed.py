@@ -37,7 +37,8 @@ def world() -> tuple[int, int, int]:
 
 
 def active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """A process group is up: under torchrun, with any number of processes (1 included)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def barrier() -> None:
@@ -79,7 +80,8 @@ def train_maybe_distributed(data: str | Path, out: str | Path, cfg: RunConfig, *
     from facevae.training.run import resolve_device, train
 
     rank, local_rank, world_size = world()
-    if world_size == 1:
+    # under torchrun even one process runs DDP (the path of N processes, so it can be checked on one GPU)
+    if "RANK" not in os.environ:
         return train(data, out, cfg, resume=resume, device=device, progress=progress)
     check_batch(cfg.train.batch_size, world_size)
     dev = resolve_device(device)

@@ -1,6 +1,8 @@
 """Wire a training run together: data -> cache -> loaders -> model -> trainer."""
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -10,6 +12,7 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.training import checkpoint as ckpt
+from facevae.training import distributed
 from facevae.training.distributed import check_batch
 from facevae.training.trainer import Trainer, TrainResult
 
@@ -66,14 +69,13 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
-    if dev.type == "cuda":
-        _fast_cuda_kernels()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    placed = _place(images, train_idx, dev, placement)
+    placed, rows = _place(images, train_idx, dev, placement)
     try:
         loader = BatchLoader(placed, cfg.train.batch_size, dev, flip=cfg.data.flip, seed=cfg.train.seed,
-                             rank=rank, world_size=world_size, stream=True if placement == "host" else None)
+                             rank=rank, world_size=world_size, stream=True if placement == "host" else None,
+                             rows=rows)
     except ValueError as e:
         raise FacevaeError(f"{e}: lower train.batch_size") from None
     val_images = torch.from_numpy(images[val_idx])
@@ -85,10 +87,11 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress)
-    return trainer.fit(resume=resume)
+    with kernel_choice(cfg.train.deterministic, dev):
+        return trainer.fit(resume=resume)
 
 
-def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:
+def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         return place_images(images, dev, placement=placement, indices=train_idx)
     except torch.cuda.OutOfMemoryError:
@@ -96,9 +99,25 @@ def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor
                            "to stream them from host memory, or lower model.image_size") from None
 
 
-def _fast_cuda_kernels() -> None:
-    """Training batches all have one shape: let cuDNN time its algorithms once and keep the fastest."""
-    torch.backends.cudnn.benchmark = True
+@contextlib.contextmanager
+def kernel_choice(deterministic: bool, dev: torch.device):
+    """The fastest kernels, or (train.deterministic) only those that give bit-identical reruns.
+
+    Training batches all have one shape, so by default cuDNN times its algorithms once and
+    keeps the fastest; which one wins can change from run to run, and with it the rounding.
+    The process-wide switches are put back afterwards.
+    """
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be reproducible
+    cudnn.benchmark, cudnn.deterministic = dev.type == "cuda" and not deterministic, deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2])
 
 
 def _val_indices(dataset):
@@ -110,7 +129,7 @@ def _val_indices(dataset):
 
 def _wrap(model, cfg: RunConfig, dev: torch.device, world_size: int):
     wrapped = model
-    if world_size > 1:
+    if distributed.active():  # every torchrun job, one process included
         from torch.nn.parallel import DistributedDataParallel
 
         # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in, less memory)

@@ -40,11 +40,18 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in PRECISIONS:
         raise FacevaeError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[precision]
+    if device.type == "cuda" and dtype is torch.bfloat16 and not fast_cuda_bf16(device):
+        return torch.float16
     if device.type == "cuda" or dtype is None:
         return dtype
     if device.type == "cpu" and dtype is torch.bfloat16 and native_cpu_bf16():
         return dtype
     return None
+
+
+def fast_cuda_bf16(device: torch.device) -> bool:
+    """cuDNN runs bf16 convolutions natively from compute capability 8.0 (Ampere); T4 and V100 take a slow path."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def native_cpu_bf16() -> bool:
@@ -118,6 +125,32 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device,
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
+# how this run steps its optimizer: a checkpoint from another device or mode must not decide it
+RUN_FLAGS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """`opt.load_state_dict(saved)`, keeping this run's flags and every tensor in its parameter's layout.
+
+    Checkpoints hold the moments contiguous (NCHW) and load_state_dict keeps that,
+    while channels_last weights are NHWC: fused Adam needs weights, grads and moments
+    with identical strides (CUDA raises, CPU silently computes garbage). Step counts
+    go where a fresh optimizer with these flags keeps them (on the device when fused).
+    """
+    flags = [{k: g[k] for k in RUN_FLAGS if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, own in zip(opt.param_groups, flags):
+        group.update(own)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if key == "step" and torch.is_tensor(value):
+                    state[key] = value.to(device=p.device if on_device else "cpu", dtype=torch.float32)
+                elif torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
     """Learning-rate multiplier at `step`: linear warm-up, then the schedule's shape.
 
@@ -161,7 +194,10 @@ class Trainer:
         lr_factor(0, t, self.total_steps)  # rejects an unknown schedule before any work
         self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
         self.autocast_dtype = autocast_dtype(t.precision, device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        if is_main and self.autocast_dtype is not PRECISIONS[t.precision] and device.type == "cuda":
+            print(f"note: compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))} runs "
+                  "bf16 convolutions on a slow path: training in fp16 with loss scaling instead")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         self.step, self.skipped, self.bad_run = 0, 0, 0
         self.buffers = BufferGuard(model)
         # sync-free mode: skipped steps and the current run of them, counted on the device
@@ -192,7 +228,7 @@ class Trainer:
         except RuntimeError:
             raise FacevaeError(f"the checkpoint in {self.run_dir} does not match the configured model: "
                                "resume with the run's own config or start a new --out") from None
-        self.opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.opt, state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema and ema_state is not None:
@@ -262,9 +298,10 @@ class Trainer:
         self.set_lr()
         self.scaler.scale(terms.total).backward()
         ok = torch.isfinite(terms.total)
-        if self.cfg.train.grad_clip > 0:
+        # sync-free fp16 checks the unscaled gradients itself, so one flag skips a bad loss or bad gradients
+        if self.cfg.train.grad_clip > 0 or (self.sync_free and self.scaler.is_enabled()):
             self.scaler.unscale_(self.opt)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
             ok = ok & torch.isfinite(norm)
         ok = distributed.agree_ok(ok)  # one rank's NaN skips the step everywhere, or the replicas diverge
         if self.sync_free:
@@ -290,15 +327,14 @@ class Trainer:
         counted on the device and read at log points, where a run of them stops training.
         """
         bad = ~ok
-        if self.scaler.is_enabled():  # fp16: the scaler's inf check skips it (a non-finite loss has non-finite grads)
-            self.scaler.step(self.opt)
+        # GradScaler's protocol with fused optimizers; under fp16 the gradients are unscaled already (train_step)
+        self.opt.grad_scale, self.opt.found_inf = None, bad.float()
+        try:
+            self.opt.step()
+        finally:
+            del self.opt.grad_scale, self.opt.found_inf
+        if self.scaler.is_enabled():  # backs off on the non-finite gradients unscale_ found
             self.scaler.update()
-        else:
-            self.opt.grad_scale, self.opt.found_inf = None, bad.float()  # GradScaler's protocol with fused optimizers
-            try:
-                self.opt.step()
-            finally:
-                del self.opt.grad_scale, self.opt.found_inf
         self.buffers.restore(where=bad)
         if self.ema:  # on a bad step this averages towards unchanged weights, which is harmless
             self.ema.update(self.model, self.step)

@@ -180,7 +180,7 @@ def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: in
         return out, "Only the prior is available: this install has no fitted-sampler store."
     for name in SAMPLER_NAMES:
         try:
-            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device="cpu",
+            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device=device,
                             progress=False)
         except (FacevaeError, NotImplementedError):
             s = None
