@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
+from facevae.precision import ieee_float32
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -168,16 +169,8 @@ def ieee_float32_convolutions() -> Iterator[None]:
     The protocol is fp32; TF32's 10-bit mantissa (the default of many training scripts)
     would change the features, so every device gives the same statistics.
     """
-    cudnn = torch.backends.cudnn
-    # torch >= 2.9 has fp32_precision; reading the legacy flag after it is set raises
-    flags, attr, exact = ((cudnn.conv, "fp32_precision", "ieee") if hasattr(getattr(cudnn, "conv", None), "fp32_precision")
-                          else (cudnn, "allow_tf32", False))
-    saved = getattr(flags, attr)
-    setattr(flags, attr, exact)
-    try:
+    with ieee_float32(getattr(torch.backends.cudnn, "conv", None), torch.backends.cudnn):
         yield
-    finally:
-        setattr(flags, attr, saved)
 
 
 def fold_for_cpu(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
