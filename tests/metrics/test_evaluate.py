@@ -156,6 +156,8 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "FID prior:" in result.output and "(4 samples vs 6 train images)" in result.output
+    nll_line = next(i for i, line in enumerate(result.output.splitlines()) if line.startswith("NLL (IWAE"))
+    assert result.output.splitlines()[nll_line + 1].startswith("  bits/dim caveat: ")  # beside the number
 
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["fid"]["samplers"]) == {"prior", "gaussian"}
@@ -177,6 +179,7 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
     for link in local:
         assert not Path(link).is_absolute() and (out / link).is_file(), link
     assert "$" not in page  # every template field was filled
+    assert page.count("bits/dim caveat") == 1 and "Caveat:</b>" in page and "pytorch-fid style" in page
 
 
 # ----------------------------------------------------------------------------- reference statistics: keys and files
