@@ -72,8 +72,8 @@ def edit(
                                   help="Comma-separated strengths, one column each."),
     attr_data: Optional[Path] = typer.Option(
         None, "--attr-data",
-        help="CelebA root whose training split defines the attribute vectors (default: --data). Needed once per "
-             "checkpoint; the vectors are cached beside it."),
+        help="CelebA root whose training split defines the attribute vectors. Default: the vectors cached for the "
+             "checkpoint (shipped with the bundled model), else computed once from --data and cached beside it."),
     originals: bool = typer.Option(True, "--originals/--no-originals", help="Show the input face as column one."),
     scale: int = typer.Option(1, "--scale", min=1, max=8, help="Enlarge the faces in the grid this many times."),
     out: Path = typer.Option(Path("edit.png"), "--out", help="Grid PNG to write."),
