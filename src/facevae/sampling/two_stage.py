@@ -63,7 +63,7 @@ class TwoStageSampler(Sampler):
     def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 256,
                  depth: int = 2, steps: int = 4000, batch_size: int = 256, lr: float = 3e-3, seed: int = 0):
         super().__init__(latent_dim, temperature)
-        _check_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
+        check_fit_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
         self.lr, self.seed = float(lr), seed
         self.decoder: SkipMLP | None = None
@@ -87,13 +87,11 @@ class TwoStageSampler(Sampler):
 
     def fit(self, latents: torch.Tensor) -> TwoStageSampler:
         d = self._check_latents(latents, min_rows=2)
-        x = latents.detach().to(torch.float64)
-        mean = x.mean(0)
-        std = x.std(0).clamp_min(_MIN_STD * math.sqrt(data_scale(x)))
+        mean, std = standardisation(latents)
         # callers often hold no_grad or inference mode (samplers are fitted from evaluation code);
         # the second stage is trained here regardless, on a normal tensor
         with torch.inference_mode(False), torch.enable_grad():
-            z = ((x - mean) / std).to(torch.float32).clone()
+            z = ((latents.detach().to(torch.float64) - mean) / std).to(torch.float32).clone()
             decoder, log_gamma, self.final_loss = self._train(z)
         self._adopt(decoder, mean, std, log_gamma.detach())
         self.latent_dim = d
@@ -174,6 +172,12 @@ class TwoStageSampler(Sampler):
         self.mean, self.std, self.log_gamma = mean, std, log_gamma.to(torch.float32)
 
 
+def standardisation(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 (mean, std) per latent dim; a collapsed dim's std is floored so dividing by it stays finite."""
+    x = latents.detach().to(torch.float64)
+    return x.mean(0), x.std(0).clamp_min(_MIN_STD * math.sqrt(data_scale(x)))
+
+
 def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z: torch.Tensor,
                   generator: torch.Generator) -> torch.Tensor:
     """Mean over rows of -ELBO: Gaussian NLL of z with variance gamma plus KL(q(u|z) || N(0, I))."""
@@ -185,7 +189,7 @@ def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z
     return (nll + kl).mean()
 
 
-def _check_options(*, hidden: int, depth: int, steps: int, batch_size: int, seed: int, lr: float) -> None:
+def check_fit_options(*, hidden: int, depth: int, steps: int, batch_size: int, seed: int, lr: float) -> None:
     for name, value, least in (("hidden", hidden, 1), ("depth", depth, 1), ("steps", steps, 1),
                                ("batch_size", batch_size, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
