@@ -19,7 +19,8 @@ from torch import nn
 
 from facevae.errors import FacevaeError
 from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
-from facevae.sampling.two_stage import check_fit_options, standardisation
+from facevae.sampling.neural import (check_fit_options, net_from_state, seeded_init, standardisation,
+                                     stored_standardisation, training_allowed)
 
 _COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps the first steps' noise from vanishing
 _MAX_BETA = 0.999  # the cosine schedule's last betas reach 1, which would erase the signal in one step
@@ -113,9 +114,7 @@ class DiffusionSampler(Sampler):
         d = self._check_latents(latents, min_rows=2)
         mean, std = standardisation(latents)
         z = (latents.detach().to(torch.float64) - mean) / std
-        # callers often hold no_grad or inference mode (samplers are fitted from evaluation code);
-        # the denoiser is trained here regardless, on a normal tensor
-        with torch.inference_mode(False), torch.enable_grad():
+        with training_allowed():
             net, self.final_loss = self._train(z.to(torch.float32).clone())
         self._adopt(net, mean, std, z.abs().max())
         self.latent_dim = d
@@ -152,10 +151,7 @@ class DiffusionSampler(Sampler):
         return average, final
 
     def _init_net(self, d: int, device: torch.device) -> Denoiser:
-        # Initialised from a forked CPU RNG: the same seed gives the same start on any
-        # device, and the caller's global RNG stream is left untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with seeded_init(self.seed):
             net = Denoiser(d, self.hidden, self.depth)
         return net.to(device)
 
@@ -186,20 +182,10 @@ class DiffusionSampler(Sampler):
         return {"mean": self.mean, "std": self.std, "clip": self.clip, "final_loss": final, **weights}
 
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
-        mean, std = state["mean"].to(torch.float64), state["std"].to(torch.float64)
-        d = mean.shape[0] if mean.ndim == 1 else 0
-        if d == 0 or std.shape != (d,) or state["clip"].ndim != 0 or self.latent_dim not in (None, d):
-            raise FacevaeError(f"diffusion sampler state has mean {tuple(mean.shape)} and std {tuple(std.shape)}, "
-                               f"not ({self.latent_dim},); re-fit and save it again")
-        prefix = "net."
-        weights = {k[len(prefix):]: v.to(torch.float32) for k, v in state.items() if k.startswith(prefix)}
-        with torch.device("meta"):  # no throw-away random init, and the global RNG is not advanced
-            net = Denoiser(d, self.hidden, self.depth)
-        try:
-            net.load_state_dict(weights, assign=True)
-        except RuntimeError:
-            raise FacevaeError(f"diffusion sampler weights do not fit hidden={self.hidden}, depth={self.depth} "
-                               f"and {d} latent dims; re-fit and save it again") from None
+        mean, std, d = stored_standardisation(state, self.name, "clip", self.latent_dim)
+        net = net_from_state(state, "net.", lambda: Denoiser(d, self.hidden, self.depth),
+                             f"diffusion sampler weights do not fit hidden={self.hidden}, depth={self.depth} "
+                             f"and {d} latent dims; re-fit and save it again")
         self._adopt(net, mean, std, state["clip"])
         self.final_loss = float(state.get("final_loss", torch.tensor(float("nan"))))
         self.latent_dim = d
