@@ -1,4 +1,4 @@
-"""Latent samplers (prior, full Gaussian, Gaussian mixture, two-stage VAE, diffusion prior) as separate, saveable objects.
+"""Latent samplers (prior, full Gaussian, Gaussian mixture, two-stage VAE, diffusion prior) as saveable objects.
 
     sampler = build_sampler("gmm", latent_dim=128, components=10).fit(posterior_means)
     save_sampler(sampler, "run/sampler_gmm.safetensors")

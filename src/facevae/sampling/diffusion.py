@@ -99,7 +99,8 @@ class DiffusionSampler(Sampler):
         if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
             raise FacevaeError(f"ema must be a number in [0, 1), got {ema!r}")
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
-        self.lr, self.timesteps, self.sample_steps, self.ema, self.seed = float(lr), timesteps, sample_steps, float(ema), seed
+        self.lr, self.ema, self.seed = float(lr), float(ema), seed
+        self.timesteps, self.sample_steps = timesteps, sample_steps
         self.alpha_bar = cosine_alpha_bar(timesteps)
         self.net: Denoiser | None = None
         self.mean: torch.Tensor | None = None

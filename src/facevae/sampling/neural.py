@@ -50,7 +50,7 @@ def training_allowed() -> Iterator[None]:
 
 
 def net_from_state(state: Mapping[str, torch.Tensor], prefix: str, build: Callable[[], M], mismatch: str) -> M:
-    """`build()`'s module holding the float32 weights saved under `prefix`; FacevaeError(mismatch) if they do not fit."""
+    """`build()`'s module holding the float32 weights saved under `prefix`; FacevaeError(mismatch) if they don't fit."""
     weights = {k[len(prefix):]: v.to(torch.float32) for k, v in state.items() if k.startswith(prefix)}
     with torch.device("meta"):  # no throw-away random init, and the global RNG is not advanced
         net = build()
