@@ -82,6 +82,14 @@ def test_bad_options_fail_before_any_work():
         ev._check_options(ev.EvalOptions(fid_reference_images=-1))
 
 
+def test_every_registered_sampler_is_evaluated_by_default():
+    from facevae.sampling import SAMPLERS
+
+    assert ev.EvalOptions().samplers == tuple(SAMPLERS) and "diffusion" in SAMPLERS
+    with pytest.raises(FacevaeError, match="two_stage, diffusion"):
+        ev._check_options(ev.EvalOptions(samplers=()))
+
+
 def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
     from facevae.cli import main
 

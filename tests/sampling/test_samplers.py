@@ -11,6 +11,7 @@ from facevae.errors import FacevaeError
 from tests.sampling.conftest import gen
 from facevae.sampling import (
     SAMPLERS,
+    DiffusionSampler,
     GaussianSampler,
     GMMSampler,
     PriorSampler,
@@ -148,7 +149,8 @@ def test_gaussian_sampler_survives_a_collapsed_dimension() -> None:
 def fitted(latents: torch.Tensor, gmm: GMMSampler) -> dict:
     return {"prior": PriorSampler(3, temperature=0.8).fit(latents),
             "gaussian": GaussianSampler(temperature=0.9).fit(latents), "gmm": gmm,
-            "two_stage": TwoStageSampler(temperature=0.9, hidden=16, steps=20).fit(latents)}
+            "two_stage": TwoStageSampler(temperature=0.9, hidden=16, steps=20).fit(latents),
+            "diffusion": DiffusionSampler(temperature=0.9, hidden=16, steps=20, sample_steps=5).fit(latents)}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

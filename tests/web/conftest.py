@@ -35,6 +35,18 @@ def web_run(web_data, tmp_path_factory) -> Path:
         attribute_vectors(run, model, cfg, data=web_data)
         for name in ("gaussian", "gmm"):
             get_sampler(run, model, cfg, name=name, data=web_data, progress=False)
+        store_tiny_diffusion(run, model, cfg, web_data)
     finally:
         torch.set_num_threads(threads)
     return run
+
+
+def store_tiny_diffusion(run: Path, model, cfg, data: Path) -> None:
+    """The default diffusion fit takes minutes; a tiny fit stored under its name stands in for it."""
+    from facevae.latent.encode import encode_images, split_images
+    from facevae.sampling import DiffusionSampler, save_sampler
+    from facevae.sampling.store import sampler_file, store_dirs
+
+    means, _ = encode_images(model, split_images(data, "train", cfg, progress=False)[2])
+    tiny = DiffusionSampler(cfg.model.latent_dim, hidden=16, steps=20, sample_steps=5).fit(means)
+    save_sampler(tiny, store_dirs(run)[-1] / sampler_file("diffusion", 10, run))

@@ -28,7 +28,7 @@ def evaluate(
     iw_samples: int = typer.Option(64, "--iw-samples", min=0, help="k of the importance-weighted NLL bound; 0 = no likelihood."),
     likelihood_images: int = typer.Option(0, "--likelihood-images", min=0,
                                           help="Images of the split for the likelihood (seeded subset); 0 = all."),
-    samplers: str = typer.Option("prior,gaussian,gmm,two_stage", "--samplers", help="Comma-separated samplers to evaluate."),
+    samplers: str = typer.Option("prior,gaussian,gmm,two_stage,diffusion", "--samplers", help="Comma-separated samplers to evaluate."),
     components: int = typer.Option(10, "--components", min=1, help="GMM components."),
     fit_images: int = typer.Option(0, "--fit-images", min=0,
                                    help="Training images whose latents fit the samplers; 0 = all (the stored sampler when present)."),

@@ -58,7 +58,7 @@ class EvalOptions:
     fid_reference_stats: str | None = None  # a committed reference file that must match, instead of the automatic one
     iw_samples: int = 64  # k of the IWAE bound; 0 = no likelihood
     likelihood_images: int = 0  # 0 = the whole split
-    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage")
+    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
     components: int = 10  # GMM components
     fit_images: int = 0  # training images whose latents fit the samplers; 0 = all (the stored sampler when there is one)
     inception: str | None = None
@@ -310,7 +310,9 @@ def _check_options(opts: EvalOptions) -> None:
     if opts.fid_samples == 1:
         raise FacevaeError("--fid-samples must be 0 (no FID) or at least 2: FID needs a covariance")
     if not opts.samplers:
-        raise FacevaeError("--samplers is empty: name at least one of prior, gaussian, gmm, two_stage")
+        from facevae.sampling.registry import SAMPLERS
+
+        raise FacevaeError(f"--samplers is empty: name at least one of {', '.join(SAMPLERS)}")
     check_samplers(tuple(opts.samplers))
 
 

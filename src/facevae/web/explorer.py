@@ -21,7 +21,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
 
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
 ACTIVE_DIMS = 8  # latent sliders shown
 ACTIVITY_SAMPLES = 128  # prior draws decoded and re-encoded to rank the dimensions
 
