@@ -29,7 +29,7 @@ from facevae.sampling.store import get_sampler
 from facevae.training.checkpoint import load_model, resolve_weights, weights_digest
 
 CHUNK = 500
-REFERENCE = Path(fid.__file__).parent.parent / "pretrained" / "fid" / "celeba_mini-train-c148-64px.npz"
+REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
 
 
 def chunked_features(work: Path, n: int, images_of, extractor) -> tuple[np.ndarray, float]:
@@ -70,8 +70,7 @@ def main() -> None:
     ap.add_argument("--label", default="bundled")
     a = ap.parse_args()
     dev = torch.device("cpu")
-    with np.load(a.reference) as z:
-        mu_ref, sigma_ref, protocol = fid.unpack_stats(z)
+    mu_ref, sigma_ref, protocol = fid.load_reference(a.reference)
     model, cfg = load_model(a.ckpt, dev)
     model.eval()
     extractor = fid.InceptionFeatures(device=dev)
