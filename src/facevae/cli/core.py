@@ -35,6 +35,8 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     device: str = DeviceOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Start afresh in an --out that holds a run, replacing its checkpoints and logs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a VAE (or a plain autoencoder: --set model.kind=ae) on CelebA."""
@@ -46,7 +48,8 @@ def train(
     cfg = build_config(config, set_, epochs, max_steps, base=base)
     if resume:
         check_resume(out, cfg)
-    result = train_maybe_distributed(data, out, cfg, resume=resume, device=device, progress=progress)
+    result = train_maybe_distributed(data, out, cfg, resume=resume, overwrite=overwrite, device=device,
+                                     progress=progress)
     if result is not None:
         typer.echo(f"trained to step {result.step} ({result.skipped_steps} skipped); last losses "
                    + ", ".join(f"{k} {v:.2f}" for k, v in result.last.items()) + f"; run folder {out}")
