@@ -101,13 +101,20 @@ def save_weights(path: Path, cfg: RunConfig, model_state: dict, extra: dict[str,
     atomic_write(Path(path), lambda tmp: _save_file(tensors, tmp, meta))
 
 
-def _open(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _open(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; tensors=False reads the header alone."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return load_file(str(path)), meta
+        return (load_file(str(path)) if tensors else {}), meta
     except (SafetensorError, OSError, ValueError) as e:
         raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
+
+
+def _weights_config(path: Path, meta: dict[str, str]) -> RunConfig:
+    if "config" not in meta:
+        raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
+    return RunConfig.from_yaml(meta["config"])
 
 
 def load_checkpoint(run_dir: Path) -> tuple[RunConfig, dict, dict, dict | None]:
@@ -147,13 +154,17 @@ def resolve_weights(ckpt: str | Path | None) -> Path:
     return path
 
 
+def read_config(ckpt: str | Path | None = None) -> RunConfig:
+    """The config of a run folder, a weights file or the bundled model, without loading the weights."""
+    path = resolve_weights(ckpt)
+    return _weights_config(path, _open(path, tensors=False)[1])
+
+
 def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
     """The model (eval mode, float32) and its config from a run folder, a weights file or the bundled model."""
     path = resolve_weights(ckpt)
     tensors, meta = _open(path)
-    if "config" not in meta:
-        raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
-    cfg = RunConfig.from_yaml(meta["config"])
+    cfg = _weights_config(path, meta)
     bad = first_nonfinite(tensors)
     if bad is not None:
         raise FacevaeError(f"weights in {path} are not finite ({bad} holds NaN or inf): the run diverged; "

@@ -178,8 +178,8 @@ class Trainer:
         bad = ckpt.first_nonfinite({**_named("model", model_state), **_named("ema", ema or {}),
                                     **self._optimizer_tensors(state["optimizer"])})
         if bad is not None:
-            raise TrainingDiverged(f"at step {self.step} {bad} is not finite, so no checkpoint was written; "
-                                   f"{self._last_good()}")
+            raise TrainingDiverged(f"training diverged: at step {self.step} {bad} is not finite, so it was not "
+                                   f"saved; {self._last_good()}")
         ckpt.save_checkpoint(self.run_dir, self.cfg, model_state, state, ema)
         return True
 
@@ -191,8 +191,8 @@ class Trainer:
     def _last_good(self) -> str:
         """What is left to resume from: said only of a checkpoint that exists and is finite."""
         if not (self.run_dir / ckpt.CHECKPOINT).is_file():
-            return (f"no checkpoint was written before it: lower train.lr or set train.grad_clip, then start "
-                    f"again with --overwrite")
+            return ("there is no earlier checkpoint: lower train.lr or set train.grad_clip, then start again "
+                    "with --overwrite")
         _, model_state, state, ema = ckpt.load_checkpoint(self.run_dir)
         if ckpt.first_nonfinite({**_named("model", model_state), **_named("ema", ema or {})}) is not None:
             return (f"the checkpoint in {self.run_dir} is not finite either (written by an older facevae): "
