@@ -115,7 +115,9 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         for key, value in self.items():
-            check_value(key, value)
+            check_limits(key, value)
+        for key, value in self.items():  # second: naming the choices imports their registries (torch)
+            check_choice(key, value)
         m = self.model
         if m.image_size not in SUPPORTED_IMAGE_SIZES:
             raise FacevaeError(
@@ -198,10 +200,13 @@ def choices(key: str) -> list[str]:
     return list(getattr(importlib.import_module(module), attribute))
 
 
-def check_value(key: str, value: Any) -> None:
-    """One field against CHOICES and LIMITS; a FacevaeError saying what is allowed."""
+def check_choice(key: str, value: Any) -> None:
     if key in CHOICES and value not in choices(key):
         raise FacevaeError(f"unknown {key} {value!r}; choose one of: {', '.join(choices(key))}")
+
+
+def check_limits(key: str, value: Any) -> None:
+    """One field against LIMITS (and finiteness); a FacevaeError saying what is allowed."""
     if isinstance(value, tuple) and key in LIMITS and not value:
         raise FacevaeError(f"config key {key!r} is empty: give at least one value, e.g. --set {key}=[32,64,128]")
     for v in value if isinstance(value, tuple) else (value,):

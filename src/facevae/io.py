@@ -49,15 +49,20 @@ def remove_temp_files(folder: Path) -> int:
     return removed
 
 
-def check_writable(path: Path, option: str = "--out") -> None:
-    """Fail before any work when `path` cannot be written: its folder is made and a probe file tried."""
+def check_writable(path: Path, option: str = "--out", folder: bool = False) -> None:
+    """Fail before any work when the file (or folder) `path` cannot be written.
+
+    The folder that will hold the output is made and a probe file is tried in it: permission bits
+    alone would pass a read-only mount, or anything at all for root.
+    """
     path = Path(path)
-    blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    where = path if folder else path.parent
+    blocker = next((a for a in (where, *where.parents) if a.exists() and not a.is_dir()), None)
     if blocker is not None:
-        raise FacevaeError(f"{option} {path} is under {blocker}, which is a file: choose a folder path")
-    probe = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+        raise FacevaeError(f"{option} {path} is under {blocker}, which is a file: choose another place")
+    probe = where / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
         probe.touch()
         probe.unlink()
     except OSError as e:

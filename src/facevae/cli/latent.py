@@ -40,7 +40,7 @@ def latents(
     """How the model uses its latent space: histograms, KL per dimension, active units, a PCA map."""
     from facevae.latent.stats import latent_report
 
-    check_writable(out / "latents.json")
+    check_writable(out, folder=True)
     report = latent_report(ckpt, data, out, split=split, attribute=attribute or None, threshold=threshold,
                            device=device, progress=progress)
     kl = f", total KL {report['total_kl']:.1f} nats" if report["total_kl"] is not None else ""
@@ -196,7 +196,7 @@ def compare(
     if any(s.strip().startswith("model.kind") for s in set_):
         raise FacevaeError("compare sets model.kind itself (vae and ae): drop --set model.kind")
     cfg = build_config(config, set_, epochs, max_steps)
-    check_writable(out / "compare.json")
+    check_writable(out, folder=True)
     report = run_compare(data, out, cfg, reuse=reuse, n=n, components=components, seed=seed, device=device,
                          progress=progress_bar)
     numbers = "; ".join(f"{m}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items())

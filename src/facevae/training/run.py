@@ -61,7 +61,7 @@ def check_out_dir(run_dir: Path, resume: bool, overwrite: bool = False) -> None:
         raise FacevaeError("--resume continues a run and --overwrite starts it afresh: pass one of them")
     if run_dir.exists() and not run_dir.is_dir():
         raise FacevaeError(f"--out {run_dir} is a file: choose a folder")
-    check_writable(run_dir / ckpt.CONFIG)
+    check_writable(run_dir, folder=True)
 
 
 def check_run_state(run_dir: Path, resume: bool, overwrite: bool) -> None:
