@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -418,9 +419,13 @@ class Trainer:
         if self.loader.world_size > 1 or threading.current_thread() is not threading.main_thread():
             return None
 
+        def second_ctrl_c(signum, frame):
+            print(f"interrupted again: stopping at once; {self.run_dir} keeps its last checkpoint", file=sys.stderr)
+            raise KeyboardInterrupt
+
         def first_ctrl_c(signum, frame):
             self.stop_requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt on the next one
+            signal.signal(signal.SIGINT, second_ctrl_c)
 
         return signal.signal(signal.SIGINT, first_ctrl_c)
 
