@@ -101,3 +101,16 @@ def test_every_limit_names_a_real_numeric_key():
         assert key in all_keys(), key
     for key in CHOICES:
         assert key in all_keys(), key
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_a_bad_name_stops_train_before_the_run_folder_is_made(tmp_path, key):
+    from typer.testing import CliRunner
+
+    from facevae.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(out), "--set", f"{key}=bogus"])
+    assert isinstance(result.exception, FacevaeError)
+    assert f"choose one of: {', '.join(choices(key))}" in str(result.exception)
+    assert not out.exists()
