@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from facevae.cli.app import app
+from facevae.io import check_writable
 
 
 @app.command()
@@ -50,6 +51,7 @@ def evaluate(
                        likelihood_images=likelihood_images, samplers=names, components=components,
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)
+    check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
     m = run_evaluate(ckpt, data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
