@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -337,6 +337,8 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     clock, digest = _Clock(), state_digest(model)
     ds = open_dataset(data, cfg.data.val_fraction)
     eval_idx = ds.split_indices(opts.split)
+    if extractor is not None:
+        opts = _protocol_default(ds, cfg, extractor, opts)
     committed = _committed_references(ds, cfg, extractor, opts) if extractor is not None else {}
     images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=opts.progress)
@@ -415,6 +417,20 @@ def _protocol(ckpt, weights_path: Path, digest: str, ds: FaceDataset, cfg: RunCo
 
 def _sample_reference_count(opts: EvalOptions) -> int:
     return opts.fid_samples if opts.fid_reference_images is None else opts.fid_reference_images
+
+
+def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,
+                      opts: EvalOptions) -> EvalOptions:
+    """Without --fid-reference-images, the whole reference split when shipped statistics cover it.
+
+    The protocol scores samples against every image of the split; a shipped file makes that
+    free, while computing it for the full CelebA (162,770 images) would cost hours on a CPU.
+    """
+    if opts.fid_reference_images is not None or opts.fid_reference_stats is not None:
+        return opts
+    ds.split_indices(opts.fid_reference_split, flag="--fid-reference")
+    whole = wanted_protocol(ds, opts.fid_reference_split, 0, cfg, extractor.identity)
+    return replace(opts, fid_reference_images=0) if committed_reference(whole) is not None else opts
 
 
 def _committed_references(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,
