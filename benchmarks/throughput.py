@@ -78,8 +78,8 @@ def facevae_trainer(cfg: RunConfig, model, images: np.ndarray, idx: np.ndarray, 
                     compile_model: bool) -> Trainer:
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = BatchLoader(place_images(images, device, indices=idx), cfg.train.batch_size, device,
-                         flip=cfg.data.flip, seed=cfg.train.seed)
+    placed, rows = place_images(images, device, indices=idx)
+    loader = BatchLoader(placed, cfg.train.batch_size, device, flip=cfg.data.flip, seed=cfg.train.seed, rows=rows)
     train_model = torch.compile(model) if compile_model else None
     return Trainer(cfg, model, loader, torch.from_numpy(images[idx[:64]]), run_dir, device,
                    train_model=train_model, progress=False)

@@ -1,6 +1,6 @@
 import pytest
 
-from facevae.config import RunConfig, all_keys
+from facevae.config import CHOICES, LIMITS, RunConfig, all_keys, choices
 from facevae.errors import FacevaeError
 
 
@@ -61,3 +61,56 @@ def test_shipped_configs_load_by_name():
     assert len(c128.model.widths) == len(c64.model.widths) + 1
     with pytest.raises(FacevaeError, match="celeba64"):
         RunConfig.load("celeba65")
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_every_enumerated_field_rejects_a_bad_name_listing_the_valid_ones(key):
+    valid = choices(key)
+    assert valid, key
+    with pytest.raises(FacevaeError, match=f"unknown {key} 'bogus'; choose one of: {', '.join(valid)}$"):
+        RunConfig().override([f"{key}=bogus"])
+    for name in valid:  # and every registry name is accepted (learned_sigma needs mse)
+        extra = ["loss.recon=mse"] if key != "loss.recon" else []
+        assert getattr(getattr(RunConfig().override([*extra, f"{key}={name}"]), key.split(".")[0]),
+                       key.split(".")[1]) == name
+
+
+@pytest.mark.parametrize("item,match", [
+    ("train.ckpt_every=0", "'train.ckpt_every' must be >= 1, got 0"),
+    ("train.log_every=0", "'train.log_every' must be >= 1, got 0"),
+    ("train.batch_size=0", "'train.batch_size' must be >= 1, got 0"),
+    ("train.batch_size=-4", "'train.batch_size' must be >= 1, got -4"),
+    ("model.widths=[]", "'model.widths' is empty"),
+    ("model.widths=[8,0]", "'model.widths' must be >= 1"),
+    ("data.workers=-1", "'data.workers' must be >= 0, got -1"),
+    ("train.lr=-1", "'train.lr' must be > 0, got -1.0"),
+    ("train.lr=.nan", "'train.lr' must be a finite number, got nan"),
+    ("train.lr=.inf", "'train.lr' must be a finite number, got inf"),
+    ("model.dropout=2", "'model.dropout' must be >= 0, < 1, got 2.0"),
+    ("model.latent_dim=0", "'model.latent_dim' must be >= 1, got 0"),
+    ("loss.sigma=0", "'loss.sigma' must be > 0"),
+    ("train.ema_decay=1", "'train.ema_decay' must be >= 0, < 1"),
+])
+def test_out_of_range_values_fail_when_the_config_is_built(item, match):
+    with pytest.raises(FacevaeError, match=match):
+        RunConfig().override([item])
+
+
+def test_every_limit_names_a_real_numeric_key():
+    for key in LIMITS:
+        assert key in all_keys(), key
+    for key in CHOICES:
+        assert key in all_keys(), key
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_a_bad_name_stops_train_before_the_run_folder_is_made(tmp_path, key):
+    from typer.testing import CliRunner
+
+    from facevae.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(out), "--set", f"{key}=bogus"])
+    assert isinstance(result.exception, FacevaeError)
+    assert f"choose one of: {', '.join(choices(key))}" in str(result.exception)
+    assert not out.exists()

@@ -60,8 +60,7 @@ def main() -> None:
     feats = np.concatenate([np.load(work / f"features-{c:04d}.npy") for c in range((len(idx) + CHUNK - 1) // CHUNK)])
     mu, sigma = fid.stats_of(feats)
     protocol = reference_protocol(ds, idx, a.split, a.size, a.crop, False, extractor.identity)
-    arrays = fid.pack_stats(mu, sigma, protocol)
-    atomic_write(Path(a.out), lambda tmp: np.savez(open(tmp, "wb"), **arrays))
+    fid.save_reference(a.out, mu, sigma, protocol)
     print(f"wrote {a.out}: {len(feats)} images; {done} featurised now in {time.time() - t0:.0f} s")
 
 

@@ -6,6 +6,9 @@ its own part (`cfg.data`, `cfg.model`, `cfg.loss`, `cfg.train`).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
+import operator
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +20,33 @@ import yaml
 from facevae.errors import FacevaeError
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
+
+# Each field that names a choice, and the registry (module, attribute) whose keys are the valid
+# names. The registries stay the one source of the names; they are imported when a config is
+# checked, so that a bad name fails here, before any data is read or file written.
+CHOICES: dict[str, tuple[str, str]] = {
+    "model.kind": ("facevae.models.vae", "MODEL_KINDS"),
+    "model.block": ("facevae.models.vae", "BLOCKS"),
+    "model.norm": ("facevae.models.blocks", "NORMS"),
+    "model.activation": ("facevae.models.blocks", "ACTIVATIONS"),
+    "loss.recon": ("facevae.decoders", "RECON_LOSSES"),
+    "train.optimizer": ("facevae.training.options", "OPTIMIZERS"),
+    "train.schedule": ("facevae.training.options", "SCHEDULES"),
+    "train.precision": ("facevae.training.options", "PRECISIONS"),
+}
+
+# Allowed ranges of numeric fields (each element of a tuple field); every float must also be finite.
+LIMITS: dict[str, str] = {
+    "data.crop": ">= 1", "data.workers": ">= 0", "data.val_fraction": "> 0, < 1",
+    "model.widths": ">= 1", "model.latent_dim": ">= 1", "model.dropout": ">= 0, < 1", "model.res_blocks": ">= 0",
+    "loss.sigma": "> 0", "loss.beta": ">= 0", "loss.kl_warmup_steps": ">= 0", "loss.free_bits": ">= 0",
+    "train.epochs": ">= 0", "train.max_steps": ">= 0", "train.batch_size": ">= 1", "train.lr": "> 0",
+    "train.weight_decay": ">= 0", "train.warmup_steps": ">= 0", "train.grad_clip": ">= 0",
+    "train.ema_decay": ">= 0, < 1", "train.log_every": ">= 1", "train.ckpt_every": ">= 1",
+    "train.val_batches": ">= 0", "train.grid_images": ">= 1", "train.nan_patience": ">= 1",
+}
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 @dataclass(frozen=True)
@@ -66,6 +96,7 @@ class TrainConfig:
     precision: str = "bf16"  # fp32 | bf16 | fp16 autocast; on CPU bf16 only where it is native (else fp32)
     channels_last: bool = True
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels only (no cuDNN autotuning): bit-identical reruns, slower
     sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA); default: per-rank statistics
     seed: int = 0
     log_every: int = 25
@@ -84,6 +115,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
+        for key, value in self.items():
+            check_limits(key, value)
+        for key, value in self.items():  # second: naming the choices imports their registries (torch)
+            check_choice(key, value)
         m = self.model
         if m.image_size not in SUPPORTED_IMAGE_SIZES:
             raise FacevaeError(
@@ -101,6 +136,11 @@ class RunConfig:
         if self.data.crop < m.image_size:
             raise FacevaeError(f"data.crop ({self.data.crop}) is smaller than the image size ({m.image_size})")
         return self
+
+    def items(self) -> list[tuple[str, Any]]:
+        """("section.key", value) for every field."""
+        return [(f"{s.name}.{f.name}", getattr(getattr(self, s.name), f.name))
+                for s in fields(self) for f in fields(getattr(self, s.name))]
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
@@ -153,6 +193,32 @@ class RunConfig:
                 raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
             raw[section][name] = yaml.safe_load(value) if value.strip() else ""
         return RunConfig.from_dict(raw)
+
+
+def choices(key: str) -> list[str]:
+    """The valid names of an enumerated field, read from the registry that owns them."""
+    module, attribute = CHOICES[key]
+    return list(getattr(importlib.import_module(module), attribute))
+
+
+def check_choice(key: str, value: Any) -> None:
+    if key in CHOICES and value not in choices(key):
+        raise FacevaeError(f"unknown {key} {value!r}; choose one of: {', '.join(choices(key))}")
+
+
+def check_limits(key: str, value: Any) -> None:
+    """One field against LIMITS (and finiteness); a FacevaeError saying what is allowed."""
+    if isinstance(value, tuple) and key in LIMITS and not value:
+        raise FacevaeError(f"config key {key!r} is empty: give at least one value, e.g. --set {key}=[32,64,128]")
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise FacevaeError(f"config key {key!r} must be a finite number, got {v}: set it with --set {key}=VALUE")
+        rules = LIMITS.get(key, "")
+        for rule in filter(None, rules.split(",")):
+            op, bound = rule.split()
+            if not _COMPARE[op](v, float(bound)):
+                raise FacevaeError(f"config key {key!r} must be {rules}, got {value!r}: "
+                                   f"set it with --set {key}=VALUE")
 
 
 def packaged_configs() -> dict[str, Path]:

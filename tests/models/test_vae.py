@@ -54,5 +54,5 @@ def test_reparameterisation_matches_mean_and_std():
 def test_unknown_names_are_user_errors():
     with pytest.raises(FacevaeError, match="unknown model.kind"):
         build_model(RunConfig().override(["model.kind=gan"]).model)
-    with pytest.raises(FacevaeError, match="unknown norm"):
+    with pytest.raises(FacevaeError, match="unknown model.norm .layer.; choose one of: batch, group, none"):
         build_model(RunConfig().override(["model.norm=layer"]).model)

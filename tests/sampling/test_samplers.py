@@ -11,6 +11,7 @@ from facevae.errors import FacevaeError
 from tests.sampling.conftest import gen
 from facevae.sampling import (
     SAMPLERS,
+    DiffusionSampler,
     GaussianSampler,
     GMMSampler,
     PriorSampler,
@@ -145,7 +146,8 @@ def test_gaussian_sampler_survives_a_collapsed_dimension() -> None:
 @pytest.fixture(scope="module")
 def fitted(latents: torch.Tensor, gmm: GMMSampler) -> dict:
     return {"prior": PriorSampler(3).fit(latents), "gaussian": GaussianSampler().fit(latents), "gmm": gmm,
-            "two_stage": TwoStageSampler(hidden=16, steps=20).fit(latents)}
+            "two_stage": TwoStageSampler(hidden=16, steps=20).fit(latents),
+            "diffusion": DiffusionSampler(hidden=16, steps=20, sample_steps=5).fit(latents)}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

@@ -75,3 +75,45 @@ def test_store_reads_per_sampler_facts_from_the_class(run_and_data, monkeypatch)
     assert store.sampler_file("banded", 3, loaded).startswith("banded-k3-")
     assert store.fit_options("banded", 3) == {"jitter": 3}
     assert store.sampler_file("gaussian", 3, loaded).startswith("gaussian-") and store.fit_options("gaussian", 3) == {}
+
+
+def test_sample_seed_draws_its_noise_on_the_cpu_whatever_the_device(run_and_data, monkeypatch):
+    """The same seed gives the same faces on CPU and GPU: the latents come from a CPU generator."""
+    import facevae.tasks.generate as gen
+
+    run, _ = run_and_data
+    seen = []
+    real_get = store.get_sampler
+
+    def spying_get(*args, **kwargs):
+        sampler = real_get(*args, **kwargs)
+        draw = sampler.sample
+
+        def sample(n, generator=None, temperature=1.0):
+            seen.append(generator.device)
+            return draw(n, generator=generator, temperature=temperature)
+
+        sampler.sample = sample
+        return sampler
+
+    monkeypatch.setattr(store, "get_sampler", spying_get)
+    monkeypatch.setattr(gen, "resolve_device", lambda name: torch.device("meta"))  # stands in for cuda
+    monkeypatch.setattr(gen, "decode_batched", lambda model, z: z)  # meta tensors have no pixels
+    z = generate(run, n=3, seed=5, device="cuda")
+    assert seen == [torch.device("cpu")] and z.device.type == "meta" and z.shape == (3, 8)
+
+
+def test_diffusion_fit_is_stored_and_the_cli_samples_from_it(run_and_data, monkeypatch, tmp_path):
+    from tests.test_cli import facevae
+
+    run, data = run_and_data
+    real = store.build_sampler
+    # the default diffusion fit takes minutes: a tiny one goes through the same store path
+    monkeypatch.setattr(store, "build_sampler", lambda name, dim, **kw: real(
+        name, dim, **kw, **({"hidden": 16, "steps": 20, "sample_steps": 5} if name == "diffusion" else {})))
+    a = generate(run, n=4, sampler="diffusion", data=data, device="cpu", seed=1)
+    assert [f.name for f in (run / "samplers").glob("diffusion*")] == [store.sampler_file("diffusion", 10, load_model(run))]
+    monkeypatch.setattr(store, "fit_sampler", lambda *args, **kwargs: pytest.fail("refitted although a stored fit exists"))
+    torch.testing.assert_close(generate(run, n=4, sampler="diffusion", device="cpu", seed=1), a)
+    r = facevae("sample", "--ckpt", run, "--sampler", "diffusion", "--n", 4, "--out", tmp_path / "d.png")
+    assert r.returncode == 0 and "wrote 4 faces" in r.stdout and (tmp_path / "d.png").is_file(), r.stderr

@@ -32,10 +32,23 @@ def web_run(web_data, tmp_path_factory) -> Path:
     try:
         train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
         loaded = load_model(run)
-        model, cfg = loaded.model, loaded.config
         attribute_vectors(loaded, data=web_data)
         for name in ("gaussian", "gmm"):
             get_sampler(loaded, name=name, data=web_data, progress=False)
+        store_tiny_diffusion(loaded, web_data)
     finally:
         torch.set_num_threads(threads)
     return run
+
+
+def store_tiny_diffusion(loaded, data: Path) -> None:
+    """The default diffusion fit takes minutes; a tiny fit stored under its name stands in for it."""
+    from facevae.sampling import DiffusionSampler
+    from facevae.tasks.encode import encode_images, load_split
+    from facevae.tasks.sampler_files import save_sampler
+    from facevae.tasks.store import sampler_file, store_dirs
+
+    cfg = loaded.config
+    means, _ = encode_images(loaded.model, load_split(data, "train", cfg, progress=False)[2])
+    tiny = DiffusionSampler(cfg.model.latent_dim, hidden=16, steps=20, sample_steps=5).fit(means)
+    save_sampler(tiny, store_dirs(loaded)[-1] / sampler_file("diffusion", 10, loaded))

@@ -181,6 +181,20 @@ def test_fitted_sampler_draws_at_the_asked_temperature(explorer):
     torch.testing.assert_close(ex.sample("gaussian", 64, 5, 1.0), hot)  # the shared sampler keeps no temperature
 
 
+def test_diffusion_sampler_is_offered_and_draws_at_the_asked_temperature(explorer):
+    from facevae.sampling import build_sampler
+
+    assert "diffusion" in SAMPLER_NAMES
+    g = torch.Generator().manual_seed(0)
+    fitted = build_sampler("diffusion", LATENT, hidden=16, steps=20, sample_steps=5).fit(
+        torch.randn(200, LATENT, generator=g))
+    ex = Explorer(explorer.model, explorer.cfg, samplers={"prior": explorer.samplers["prior"], "diffusion": fitted},
+                  dims=explorer.dims, dim_scale=explorer.dim_scale)
+    cold = ex.sample("diffusion", 8, 5, 0.5)
+    torch.testing.assert_close(cold, fitted.sample(8, torch.Generator().manual_seed(5), temperature=0.5))
+    assert not torch.allclose(cold, ex.sample("diffusion", 8, 5, 1.0)) and not hasattr(fitted, "temperature")
+
+
 def test_choose_picks_a_grid_face_and_resets_the_sliders(handlers, started):
     state, chosen, edited, *zeros = handlers.choose(started[1], 3)
     np.testing.assert_array_equal(chosen, started[0][3])

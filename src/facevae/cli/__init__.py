@@ -10,7 +10,7 @@ from facevae.cli import latent  # noqa: F401  (latents, edit, interpolate, progr
 from facevae.cli import serve  # noqa: F401  (serve)
 from facevae.cli import evaluate  # noqa: F401  (evaluate)
 from facevae.cli import export  # noqa: F401  (export)
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, Interrupted
 
 
 def main() -> None:
@@ -20,6 +20,9 @@ def main() -> None:
     except FacevaeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as e:  # the first Ctrl-C during training: the step finished and was saved
+        print(e, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint is intact; --resume continues", file=sys.stderr)
         sys.exit(130)

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from facevae.cli.app import app
+from facevae.io import check_writable
 
 
 @app.command()
@@ -20,11 +21,16 @@ def evaluate(
     fid_reference: str = typer.Option("train", "--fid-reference", help="Split whose images are the FID reference for samples."),
     fid_reference_images: Optional[int] = typer.Option(
         None, "--fid-reference-images", min=0,
-        help="Reference images for sample FID (seeded subset); 0 = the whole split; default: as many as --fid-samples."),
+        help="Reference images for sample FID (seeded subset); 0 = the whole split; default: the whole split "
+             "when shipped statistics cover it (mini-CelebA), else as many as --fid-samples."),
+    fid_reference_stats: Optional[Path] = typer.Option(
+        None, "--fid-reference-stats",
+        help="Committed reference statistics (.npz from tools/fid_reference.py) to use for sample FID; refused unless "
+             "their data and preprocessing match. Default: a shipped file that matches, else computed and cached."),
     iw_samples: int = typer.Option(64, "--iw-samples", min=0, help="k of the importance-weighted NLL bound; 0 = no likelihood."),
     likelihood_images: int = typer.Option(0, "--likelihood-images", min=0,
                                           help="Images of the split for the likelihood (seeded subset); 0 = all."),
-    samplers: str = typer.Option("prior,gaussian,gmm,two_stage", "--samplers", help="Comma-separated samplers to evaluate."),
+    samplers: str = typer.Option("prior,gaussian,gmm,two_stage,diffusion", "--samplers", help="Comma-separated samplers to evaluate."),
     components: int = typer.Option(10, "--components", min=1, help="GMM components."),
     fit_images: int = typer.Option(0, "--fit-images", min=0,
                                    help="Training images whose latents fit the samplers; 0 = all (the stored sampler when present)."),
@@ -40,14 +46,25 @@ def evaluate(
 
     names = tuple(s.strip() for s in samplers.split(",") if s.strip())
     opts = EvalOptions(split=split, fid_samples=fid_samples, fid_reference_split=fid_reference,
-                       fid_reference_images=fid_reference_images, iw_samples=iw_samples,
+                       fid_reference_images=fid_reference_images,
+                       fid_reference_stats=str(fid_reference_stats) if fid_reference_stats else None,
+                       iw_samples=iw_samples,
                        likelihood_images=likelihood_images, samplers=names, components=components,
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)
+    check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
     m = run_evaluate(ckpt, data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
     typer.echo(f"report: {out / 'index.html'}")
+
+
+def _num(x, digits: int) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "n/a"  # NaN is null in metrics.json
+
+
+def _clustering(part: dict) -> str:
+    return f"; +- clustered by {part['identities']} identities" if "identities" in part else "; +- per image"
 
 
 def summary_lines(m: dict) -> list[str]:
@@ -60,14 +77,23 @@ def summary_lines(m: dict) -> list[str]:
     if "reconstructions" in fid:
         f = fid["reconstructions"]
         lines.append(f"FID reconstructions: {f['fid']:.2f} ({f['count']} vs {f['reference_count']} originals)")
+    if "reference" in fid:
+        ref = fid["reference"]
+        where = (f"committed statistics {ref['file']}" if ref.get("source") == "committed"
+                 else f"computed, cached at {ref.get('cache')}")
+        lines.append(f"FID reference: {ref['count']} {ref['split']} images, {where}")
     lk = m.get("likelihood", {})
     if lk.get("iwae_nll"):
-        lines.append(f"NLL (IWAE k={lk['k']}): {lk['iwae_nll']['nats']:.1f} nats = "
-                     f"{lk['iwae_nll']['bits_per_dim']:.4f} bits/dim; negative ELBO {lk['neg_elbo']['nats']:.1f} nats = "
-                     f"{lk['neg_elbo']['bits_per_dim']:.4f} bits/dim ({lk['images']} images)")
+        iw, el = lk["iwae_nll"], lk["neg_elbo"]
+        se = _num(iw.get("stderr_nats_by_identity", iw["stderr_nats"]), 1)
+        lines.append(f"NLL (IWAE k={lk['k']}): {iw['nats']:.1f} +- {se} nats = "
+                     f"{iw['bits_per_dim']:.4f} bits/dim; negative ELBO {el['nats']:.1f} nats = "
+                     f"{el['bits_per_dim']:.4f} bits/dim ({lk['images']} images{_clustering(lk)})")
+        lines.append(f"  bits/dim caveat: {lk['bits_per_dim_caveat']}")
     r, lt = m["reconstruction"], m["latent"]
-    lines.append(f"reconstruction: MSE {r['mse']:.5f}, PSNR {r['psnr_db']:.2f} dB, SSIM {r['ssim']:.4f} "
-                 f"({r['images']} images)")
+    psnr_se = r.get("psnr_db_stderr_by_identity", r["psnr_db_stderr"])
+    lines.append(f"reconstruction: MSE {r['mse']:.5f}, PSNR {r['psnr_db']:.2f} +- {_num(psnr_se, 2)} dB, "
+                 f"SSIM {r['ssim']:.4f} ({r['images']} images{_clustering(r)})")
     lines.append(f"latent: {lt['active_units']}/{lt['latent_dim']} active units, aggregate KL "
                  f"{lt['aggregate_kl'] if isinstance(lt['aggregate_kl'], str) else round(lt['aggregate_kl'], 2)} nats")
     return lines

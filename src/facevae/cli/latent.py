@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import typer
 
 from facevae.cli.app import app
 from facevae.cli.train_generate import CkptOpt, DeviceOpt, check_out_file, build_config
 from facevae.errors import FacevaeError
+from facevae.io import check_writable
 
 DataOpt = typer.Option(None, "--data", help="CelebA root (holding img_align_celeba/ and list_attr_celeba.txt).")
 
@@ -39,6 +40,7 @@ def latents(
     """How the model uses its latent space: histograms, KL per dimension, active units, a PCA map."""
     from facevae.tasks.latents import latent_report
 
+    check_writable(out, folder=True)
     report = latent_report(ckpt, data, out, split=split, attribute=attribute or None, threshold=threshold,
                            device=device, progress=progress)
     kl = f", total KL {report['total_kl']:.1f} nats" if report["total_kl"] is not None else ""
@@ -72,8 +74,8 @@ def edit(
                                   help="Comma-separated strengths, one column each."),
     attr_data: Optional[Path] = typer.Option(
         None, "--attr-data",
-        help="CelebA root whose training split defines the attribute vectors (default: --data). Needed once per "
-             "checkpoint; the vectors are cached beside it."),
+        help="CelebA root whose training split defines the attribute vectors. Default: the vectors cached for the "
+             "checkpoint (shipped with the bundled model), else computed once from --data and cached beside it."),
     originals: bool = typer.Option(True, "--originals/--no-originals", help="Show the input face as column one."),
     scale: int = typer.Option(1, "--scale", min=1, max=8, help="Enlarge the faces in the grid this many times."),
     out: Path = typer.Option(Path("edit.png"), "--out", help="Grid PNG to write."),
@@ -103,8 +105,10 @@ def edit(
 @app.command()
 def interpolate(
     ckpt: Optional[Path] = CkptOpt,
-    images: Optional[Tuple[Path, Path]] = typer.Option(None, "--images",
-                                                       help="The two end faces: --images A.jpg B.jpg."),
+    images: List[Path] = typer.Option([], "--images", help="The two end faces: --images A.jpg B.jpg."),
+    # the second face of `--images A.jpg B.jpg` arrives here: a two-value option would swallow the
+    # next option when only one face is given, and click's message would not say what is wrong
+    more_images: List[Path] = typer.Argument(None, hidden=True),
     seed: Optional[int] = typer.Option(None, "--seed", help="Join two random N(0, I) codes drawn with this seed."),
     pairs: int = typer.Option(1, "--pairs", min=1, max=64, help="Random pairs, one row each (with --seed)."),
     mode: str = typer.Option("slerp", "--mode", help="slerp (great circle, keeps the code length) or linear."),
@@ -124,9 +128,11 @@ def interpolate(
     from facevae.viz.latent_plots import labelled_grid
 
     check_out_file(out)
-    if gif is not None and gif.suffix.lower() != ".gif":
-        raise FacevaeError(f"--gif {gif} must end in .gif")
-    faces, originals = interpolate_faces(ckpt, images=images or (), seed=seed, pairs=pairs, mode=mode, steps=steps,
+    if gif is not None:  # every output is checked before any is written
+        if gif.suffix.lower() != ".gif":
+            raise FacevaeError(f"--gif {gif} must end in .gif")
+        check_writable(gif, "--gif")
+    faces, originals = interpolate_faces(ckpt, images=[*images, *(more_images or [])], seed=seed, pairs=pairs, mode=mode, steps=steps,
                                          device=device)
     rows = faces.transpose(0, 1)  # (pairs, steps, ...)
     labels = [f"{t:.2f}".rstrip("0").rstrip(".") if 0 < t < 1 else str(int(t))
@@ -157,6 +163,7 @@ def progress(
 
     if out.suffix.lower() != ".gif" or out.is_dir():
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
+    check_writable(out)
     progress_gif(run, out, fps=fps, width=width)
     typer.echo(f"wrote {len(epoch_grids(run))} epochs to {out}")
 
@@ -190,6 +197,7 @@ def compare(
     if any(s.strip().startswith("model.kind") for s in set_):
         raise FacevaeError("compare sets model.kind itself (vae and ae): drop --set model.kind")
     cfg = build_config(config, set_, epochs, max_steps)
+    check_writable(out, folder=True)
     report = run_compare(data, out, cfg, reuse=reuse, n=n, components=components, seed=seed, device=device,
                          progress=progress_bar)
     numbers = "; ".join(f"{m}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items())

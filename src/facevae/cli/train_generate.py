@@ -9,6 +9,7 @@ import typer
 from facevae.cli.app import app
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae.io import check_writable
 
 CkptOpt = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
@@ -35,6 +36,8 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     device: str = DeviceOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Start afresh in an --out that holds a run, replacing its checkpoints and logs."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a VAE (or a plain autoencoder: --set model.kind=ae) on CelebA."""
@@ -46,7 +49,8 @@ def train(
     cfg = build_config(config, set_, epochs, max_steps, base=base)
     if resume:
         check_resume(out, cfg)
-    result = train_maybe_distributed(data, out, cfg, resume=resume, device=device, progress=progress)
+    result = train_maybe_distributed(data, out, cfg, resume=resume, overwrite=overwrite, device=device,
+                                     progress=progress)
     if result is not None:
         typer.echo(f"trained to step {result.step} ({result.skipped_steps} skipped); last losses "
                    + ", ".join(f"{k} {v:.2f}" for k, v in result.last.items()) + f"; run folder {out}")
@@ -60,16 +64,18 @@ def sample(
     seed: int = typer.Option(0, "--seed"),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Scale of the latent noise."),
     sampler: str = typer.Option("prior", "--sampler",
-                                help="prior, gaussian, gmm or two_stage (fitted to the training latents)."),
+                                help="prior, gaussian, gmm, two_stage or diffusion (fitted to the training latents)."),
     components: int = typer.Option(10, "--components", min=1, help="GMM components (--sampler gmm)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data to fit a sampler on, when none is stored yet."),
     device: str = DeviceOpt,
 ) -> None:
     """Generate new faces and write them as a grid PNG."""
     from facevae.tasks.generate import generate
+    from facevae.training.checkpoint import read_config
     from facevae.viz.grid import save_grid
 
     check_out_file(out)
+    check_grid_size(n, read_config(ckpt).model.image_size)
     images = generate(ckpt, n=n, seed=seed, temperature=temperature, sampler=sampler, components=components,
                       data=data, device=device)
     save_grid(images, out)
@@ -98,8 +104,21 @@ def reconstruct(
     typer.echo(f"wrote {len(originals)} reconstructions to {out}")
 
 
+# one grid PNG of at most 4096 faces of 64x64 (a 4096x4096 image): the faces, held as floats
+# while they are drawn, then take about 200 MB whatever the image size
+MAX_GRID_PIXELS = 4096 * 64 * 64
+
+
+def check_grid_size(n: int, size: int) -> None:
+    if n * size * size > MAX_GRID_PIXELS:
+        limit = MAX_GRID_PIXELS // (size * size)
+        raise FacevaeError(f"--n {n} faces of {size}x{size} are too many for one grid (at most {limit}): "
+                           f"use --n {limit} or less, and another --seed for more faces")
+
+
 def check_out_file(out: Path) -> None:
     if out.is_dir():
         raise FacevaeError(f"--out {out} is a folder: give a file name such as {out / 'grid.png'}")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise FacevaeError(f"--out {out} must end in .png, .jpg or .webp")
+    check_writable(out)

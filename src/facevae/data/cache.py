@@ -52,12 +52,20 @@ def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False
     return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1))  # writable, CHW
 
 
+MAX_IMAGE_PIXELS = 40_000_000  # no face photo needs more; a small file can decode to gigabytes
+
+
 def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndarray:
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
+                raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
             return preprocess_image(img, size, crop, draft)
     except FileNotFoundError:
         raise FacevaeError(f"image {path} does not exist: check the path") from None
+    except Image.DecompressionBombError as e:
+        raise FacevaeError(f"image {path} is too large to decode ({str(e).split(',')[0]}; at most "
+                           f"{MAX_IMAGE_PIXELS // 10**6} megapixels): shrink it or pick another") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise FacevaeError(
             f"cannot read image {path} ({e.__class__.__name__}): it is corrupt or not an image; "

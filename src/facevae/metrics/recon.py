@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from facevae.errors import FacevaeError
 from facevae.models.forward import FORWARD_BATCH, batched
+from facevae.metrics.stderr import clustered_stderr
 from facevae.models.vae import VAE
 from facevae.viz.grid import to_uint8
 
@@ -91,8 +93,9 @@ def reconstruct_uint8(model: VAE, images: torch.Tensor, device: torch.device | s
     return batched(lambda x8: to_uint8(model(x8.float().div(255.0), sample=False).recon), images, device, batch_size)
 
 
-def recon_metrics(originals: torch.Tensor, recons: torch.Tensor, batch_size: int = 256) -> dict:
-    """Mean MSE, PSNR (dB) and SSIM over image pairs, with the count."""
+def recon_metrics(originals: torch.Tensor, recons: torch.Tensor, batch_size: int = 256,
+                  clusters: np.ndarray | None = None) -> dict:
+    """Mean MSE, PSNR (dB) and SSIM over image pairs, with the count; standard errors clustered by `clusters` too."""
     _check_pair(originals, recons)
     mse, ssim = [], []
     for start in range(0, len(originals), batch_size):
@@ -106,5 +109,9 @@ def recon_metrics(originals: torch.Tensor, recons: torch.Tensor, batch_size: int
     def se(t: torch.Tensor) -> float:
         return float(t.std() / math.sqrt(n)) if n > 1 else float("nan")
 
-    return {"images": n, "mse": float(mse_t.mean()), "psnr_db": float(psnr.mean()), "psnr_db_stderr": se(psnr),
-            "ssim": float(ssim_t.mean()), "ssim_stderr": se(ssim_t)}
+    out = {"images": n, "mse": float(mse_t.mean()), "psnr_db": float(psnr.mean()), "psnr_db_stderr": se(psnr),
+           "ssim": float(ssim_t.mean()), "ssim_stderr": se(ssim_t)}
+    if clusters is not None:
+        out.update(identities=len(np.unique(clusters)), psnr_db_stderr_by_identity=clustered_stderr(psnr.numpy(), clusters),
+                   ssim_stderr_by_identity=clustered_stderr(ssim_t.numpy(), clusters))
+    return out

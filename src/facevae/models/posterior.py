@@ -28,7 +28,8 @@ class DiagonalGaussian:
         self.deterministic = deterministic or logvar is None
         if self.deterministic:
             logvar = torch.full_like(mean, -float("inf"))
-        # clamp keeps exp() finite in fp16/bf16 and early in training
+        # mean and logvar come in float32 (VAE.encode): there exp() is finite up to logvar 88; the
+        # clamp bounds the noise scale and the KL when an early or bad step throws logvar far out
         self.logvar = logvar if self.deterministic else logvar.clamp(-30.0, 20.0)
 
     def double(self) -> DiagonalGaussian:

@@ -8,6 +8,7 @@ from typing import Iterator
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.precision import ieee_float32
 
 _JITTER_TRIES = 8  # each retry adds 10x more jitter: 1e-6 relative reaches 10 after 8
 
@@ -66,12 +67,5 @@ def ieee_float32_matmul() -> Iterator[None]:
     Training scripts often enable TF32; its 10-bit mantissa would put ~0.1 nat
     errors into 128-dim Mahalanobis distances.
     """
-    flags = torch.backends.cuda.matmul
-    # torch >= 2.9 has fp32_precision; reading the legacy flag after it is set raises.
-    attr, exact = ("fp32_precision", "ieee") if hasattr(flags, "fp32_precision") else ("allow_tf32", False)
-    saved = getattr(flags, attr)
-    setattr(flags, attr, exact)
-    try:
+    with ieee_float32(torch.backends.cuda.matmul, torch.backends.cuda.matmul):
         yield
-    finally:
-        setattr(flags, attr, saved)

@@ -6,13 +6,14 @@ from typing import Any
 
 from facevae.errors import FacevaeError
 from facevae.sampling.base import Sampler
+from facevae.sampling.diffusion import DiffusionSampler
 from facevae.sampling.gaussian import GaussianSampler
 from facevae.sampling.gmm import GMMSampler
 from facevae.sampling.prior import PriorSampler
 from facevae.sampling.two_stage import TwoStageSampler
 
 SAMPLERS: dict[str, type[Sampler]] = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler,
-                                      "two_stage": TwoStageSampler}
+                                      "two_stage": TwoStageSampler, "diffusion": DiffusionSampler}
 
 
 def sampler_class(name: str) -> type[Sampler]:

@@ -17,12 +17,11 @@ from torch import nn
 from facevae.errors import FacevaeError
 from facevae.models.posterior import kl_to_standard_normal, normal_log_density
 from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
-from facevae.sampling.linalg import data_scale
+from facevae.sampling.neural import (check_fit_options, net_from_state, seeded_init, standardisation,
+                                     stored_standardisation, training_allowed)
 
 # One minibatch's loss is too noisy to compare fits by; the mean of the last steps is not.
 _LOSS_TAIL = 100
-# Relative to the mean std: collapsed latent dims are divided by this instead of ~0.
-_MIN_STD = 1e-6
 # log_gamma has to travel several nats, and Adam moves it by at most ~lr a step: at
 # the net's lr, 4000 cosine-decayed steps could never take gamma below exp(-steps * lr / 2).
 _GAMMA_LR_SCALE = 10.0
@@ -64,7 +63,7 @@ class TwoStageSampler(Sampler):
     def __init__(self, latent_dim: int | None = None, hidden: int = 256,
                  depth: int = 2, steps: int = 4000, batch_size: int = 256, lr: float = 3e-3, seed: int = 0):
         super().__init__(latent_dim)
-        _check_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
+        check_fit_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
         self.lr, self.seed = float(lr), seed
         self.decoder: SkipMLP | None = None
@@ -88,13 +87,9 @@ class TwoStageSampler(Sampler):
 
     def fit(self, latents: torch.Tensor) -> TwoStageSampler:
         d = self._check_latents(latents, min_rows=2)
-        x = latents.detach().to(torch.float64)
-        mean = x.mean(0)
-        std = x.std(0).clamp_min(_MIN_STD * math.sqrt(data_scale(x)))
-        # callers often hold no_grad or inference mode (samplers are fitted from evaluation code);
-        # the second stage is trained here regardless, on a normal tensor
-        with torch.inference_mode(False), torch.enable_grad():
-            z = ((x - mean) / std).to(torch.float32).clone()
+        mean, std = standardisation(latents)
+        with training_allowed():
+            z = ((latents.detach().to(torch.float64) - mean) / std).to(torch.float32).clone()
             decoder, log_gamma, self.final_loss = self._train(z)
         self._adopt(decoder, mean, std, log_gamma.detach())
         self.latent_dim = d
@@ -127,10 +122,7 @@ class TwoStageSampler(Sampler):
         return decoder, log_gamma, final
 
     def _init_nets(self, d: int, device: torch.device) -> tuple[SkipMLP, SkipMLP]:
-        # Initialised from a forked CPU RNG: the same seed gives the same start on any
-        # device, and the caller's global RNG stream is left untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with seeded_init(self.seed):
             encoder, decoder = SkipMLP(d, 2 * d, self.hidden, self.depth), SkipMLP(d, d, self.hidden, self.depth)
         return encoder.to(device), decoder.to(device)
 
@@ -152,20 +144,10 @@ class TwoStageSampler(Sampler):
         return {"mean": self.mean, "std": self.std, "log_gamma": self.log_gamma, "final_loss": final, **weights}
 
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
-        mean, std = state["mean"].to(torch.float64), state["std"].to(torch.float64)
-        d = mean.shape[0] if mean.ndim == 1 else 0
-        if d == 0 or std.shape != (d,) or state["log_gamma"].ndim != 0 or self.latent_dim not in (None, d):
-            raise FacevaeError(f"two_stage sampler state has mean {tuple(mean.shape)} and std {tuple(std.shape)}, "
-                               f"not ({self.latent_dim},); re-fit and save it again")
-        prefix = "decoder."
-        weights = {k[len(prefix):]: v.to(torch.float32) for k, v in state.items() if k.startswith(prefix)}
-        with torch.device("meta"):  # no throw-away random init, and the global RNG is not advanced
-            decoder = SkipMLP(d, d, self.hidden, self.depth)
-        try:
-            decoder.load_state_dict(weights, assign=True)
-        except RuntimeError:
-            raise FacevaeError(f"two_stage sampler weights do not fit hidden={self.hidden}, depth={self.depth} "
-                               f"and {d} latent dims; re-fit and save it again") from None
+        mean, std, d = stored_standardisation(state, self.name, "log_gamma", self.latent_dim)
+        decoder = net_from_state(state, "decoder.", lambda: SkipMLP(d, d, self.hidden, self.depth),
+                                 f"two_stage sampler weights do not fit hidden={self.hidden}, depth={self.depth} "
+                                 f"and {d} latent dims; re-fit and save it again")
         self._adopt(decoder, mean, std, state["log_gamma"])
         self.final_loss = float(state.get("final_loss", torch.tensor(float("nan"))))
         self.latent_dim = d
@@ -184,12 +166,3 @@ def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z
     nll = -normal_log_density(z, z_hat, log_gamma).sum(-1)
     kl = kl_to_standard_normal(mu, logvar).sum(-1)
     return (nll + kl).mean()
-
-
-def _check_options(*, hidden: int, depth: int, steps: int, batch_size: int, seed: int, lr: float) -> None:
-    for name, value, least in (("hidden", hidden, 1), ("depth", depth, 1), ("steps", steps, 1),
-                               ("batch_size", batch_size, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise FacevaeError(f"{name} must be an integer >= {least}, got {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise FacevaeError(f"lr must be a positive number, got {lr!r}")

@@ -79,7 +79,8 @@ def train_pair(data: str | Path, out: Path, cfg: RunConfig, *, reuse: bool = Fal
         else:
             if progress:
                 print(f"{name}: training into {run_dir}")
-            train(data, run_dir, run_cfg, device=device, progress=progress)
+            # no checkpoint there: whatever a killed earlier attempt left is replaced
+            train(data, run_dir, run_cfg, overwrite=True, device=device, progress=progress)
         runs[name] = run_dir
     return runs
 

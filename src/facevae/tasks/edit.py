@@ -1,8 +1,9 @@
 """Editing faces along CelebA attribute vectors, and those vectors computed once per checkpoint.
 
 Vectors (`facevae.latent.attributes` has the math) are cached (safetensors) beside
-the checkpoint, keyed by the weights file's hash and the data; for the bundled
-model they are read from the package (when shipped) or cached in the user cache dir.
+the checkpoint, keyed by the weights file's hash and the data's content (file list,
+splits, attributes, preprocessing; not its path); for the bundled model they are read
+from the package (when shipped) or cached in the user cache dir.
 """
 from __future__ import annotations
 
@@ -57,42 +58,64 @@ def _read_cache(path: Path, digest: str, data_key: str | None) -> AttributeBank 
 
 
 def data_key(ds, cfg: RunConfig) -> str:
-    from facevae.data.cache import cache_key
+    """What the vectors depend on in the data: file list, splits, attribute rows and preprocessing.
 
-    attrs = hashlib.sha1(ds.attributes.tobytes()).hexdigest()[:16]
-    return f"{cache_key(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft)}-attrs-{attrs}"
+    Not the folder's path, so an identical copy of the data anywhere reuses them.
+    """
+    from facevae.data.cache import DRAFT_VERSION
+
+    def sha1(data: bytes) -> str:
+        return hashlib.sha1(data).hexdigest()
+
+    ident = json.dumps({"files": sha1("\n".join(ds.filenames).encode()), "partition": sha1(ds.partition.tobytes()),
+                        "attrs": sha1(ds.attributes.tobytes()), "size": cfg.model.image_size, "crop": cfg.data.crop,
+                        "draft": DRAFT_VERSION if cfg.data.draft else False}, sort_keys=True)
+    return f"{cfg.model.image_size}px-{sha1(ident.encode())[:16]}"
 
 
 def attribute_bank(ckpt: Checkpoint, data: str | Path | None = None, device: str | torch.device = "cpu",
-                   progress: bool = True) -> AttributeBank:
+                   progress: bool = True, any_cached: bool = False) -> AttributeBank:
     """The checkpoint's attribute vectors: from the cache, or computed from `data`'s training split and cached.
 
     With `data` None only a cache made for these exact weights is used; with `data`,
     the cache must also have been made from that data, else the vectors are recomputed.
+    With `any_cached`, vectors cached for these weights (the shipped ones of the bundled
+    model) are used whatever data made them, and `data` is read only when there are none.
     """
     cfg, digest = ckpt.config, ckpt.digest
     reads, write = cache_paths(ckpt)
-    ds = None
-    key = None
-    if data is not None:
-        from facevae.data import open_dataset
-
-        ds = open_dataset(data, cfg.data.val_fraction)
-        if not ds.is_celeba:
-            raise FacevaeError(f"{data} has no CelebA attribute file (list_attr_celeba.txt): attribute vectors "
-                               "need the CelebA folder")
-        key = data_key(ds, cfg)
-    for path in reads:
-        bank = _read_cache(path, digest, key)
+    if data is None or any_cached:
+        bank = _first_cached(reads, digest, None)
         if bank is not None:
             return bank
-    if ds is None:
-        raise FacevaeError("no attribute vectors are cached for this checkpoint yet: give the CelebA folder "
-                           "(--attr-data DIR, or --data DIR) to compute them once from its training split")
+        if data is None:
+            raise FacevaeError("no attribute vectors are cached for this checkpoint yet: give the CelebA folder "
+                               "(--attr-data DIR, or --data DIR) to compute them once from its training split")
+    ds = _attribute_dataset(data, cfg)
+    key = data_key(ds, cfg)
+    bank = _first_cached(reads, digest, key)
+    if bank is not None:
+        return bank
     bank = _compute_from_data(ckpt.model, cfg, data, ds, device, progress)
     meta = {"format": FORMAT, "weights": digest, "data": key, "names": json.dumps(bank.names), "split": "train"}
     atomic_write(write, lambda tmp: save_file(bank.tensors(), str(tmp), metadata=meta))
     return bank
+
+
+def _first_cached(paths: list[Path], digest: str, key: str | None) -> AttributeBank | None:
+    return next((bank for bank in (_read_cache(p, digest, key) for p in paths) if bank is not None), None)
+
+
+def _attribute_dataset(data: str | Path, cfg: RunConfig):
+    from facevae.data import open_dataset
+
+    ds = open_dataset(data, cfg.data.val_fraction)
+    if not ds.is_celeba:
+        raise FacevaeError(f"{data} has no CelebA attribute file (list_attr_celeba.txt): attribute vectors "
+                           "need the CelebA folder (--attr-data DIR)")
+    # the vectors come from the training split: say which option to change when there is none
+    ds.split_indices("train", flag="--attr-data (a CelebA folder with training images)")
+    return ds
 
 
 def _compute_from_data(model: VAE, cfg: RunConfig, data, ds, device, progress: bool) -> AttributeBank:
@@ -144,7 +167,9 @@ def edit_faces(ckpt: str | Path | None, attributes: Sequence[tuple[str, float]],
     dev = resolve_device(device)
     loaded = load_model(ckpt, dev)
     model, cfg = loaded.model, loaded.config
-    bank = attribute_bank(loaded, data=attr_data if attr_data is not None else data, device=dev)
+    # without --attr-data, --data is the faces to edit: vectors cached for the weights serve, whatever made them
+    bank = attribute_bank(loaded, data=attr_data if attr_data is not None else data, device=dev,
+                          any_cached=attr_data is None)
     vector = bank.vector(attributes)
     named = [(bank.names[bank.index(name)], float(w)) for name, w in attributes]
     size, crop = cfg.model.image_size, cfg.data.crop

@@ -4,8 +4,11 @@
 
 writes into the output folder metrics.json (every figure with its protocol),
 picture grids, latent plots and index.html (the report). FID uses NVIDIA's
-Inception (`facevae.metrics.fid`); its reference statistics are cached per
-(data root, split, size, crop, count, Inception weights).
+Inception (`facevae.metrics.fid`). Its reference statistics are read from a
+committed file (`pretrained/fid`, or --fid-reference-stats) when that file's
+protocol matches this evaluation's data and preprocessing, else computed and cached
+per (data root, file list, split, size, crop, count, Inception weights, device
+type, dtype).
 
 FID protocol:
 * samples: `fid_samples` faces from each sampler (seeded), decoded and rounded to
@@ -23,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -37,6 +40,8 @@ from facevae.data import FaceDataset, load_images, open_dataset
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text, user_cache
 from facevae.metrics import fid
+from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatches, reference_protocol
+from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
 from facevae.training.checkpoint import Checkpoint
 from facevae.viz.grid import to_uint8
@@ -51,9 +56,10 @@ class EvalOptions:
     fid_samples: int = 10_000  # per sampler; 0 = no FID
     fid_reference_split: str = "train"
     fid_reference_images: int | None = None  # None: as many as fid_samples; 0: the whole split
+    fid_reference_stats: str | None = None  # a committed reference file that must match, instead of the automatic one
     iw_samples: int = 64  # k of the IWAE bound; 0 = no likelihood
     likelihood_images: int = 0  # 0 = the whole split
-    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage")
+    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
     components: int = 10  # GMM components
     fit_images: int = 0  # training images whose latents fit the samplers; 0 = all (the stored sampler when there is one)
     inception: str | None = None
@@ -134,27 +140,73 @@ def fid_to_reference(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.nda
     return max(0.0, float(diff @ diff + np.sum(b * b) + np.trace(sigma_ref) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum()))
 
 
-def reference_key(ds: FaceDataset, split: str, cfg: RunConfig, count: int, selection: str, identity: str) -> dict:
+FID_NOTE = ("facevae resizes outside the network (pytorch-fid style); NVIDIA's StyleGAN2-ADA file resizes inside "
+            "it, which moves FID by 0.5-0.7%: compare figures only between pipelines with the same resize")
+
+
+def reference_key(ds: FaceDataset, split: str, cfg: RunConfig, idx: np.ndarray, selection: str,
+                  extractor_fields: dict) -> dict:
+    """Everything the cached statistics depend on: a deleted or renamed image changes `files_sha1`."""
     return {"kind": "facevae-split", "root": os.path.realpath(ds.root), "split": split,
+            "files_sha1": files_digest(ds.filenames, idx),
             "image_size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
-            "count": count, "selection": selection, "inception": identity}
+            "count": len(idx), "selection": selection, **extractor_fields}
+
+
+def _reference_indices(ds: FaceDataset, split: str, count: int) -> tuple[np.ndarray, str]:
+    every = ds.split_indices(split)
+    idx = subset(every, count)
+    return idx, "all" if len(idx) == len(every) else f"random subset, seed {REFERENCE_SEED}"
+
+
+def wanted_protocol(ds: FaceDataset, split: str, count: int, cfg: RunConfig, identity: str) -> dict:
+    """The reference protocol this evaluation needs, in the form committed reference files carry."""
+    idx, _ = _reference_indices(ds, split, count)
+    return reference_protocol(ds, idx, split, cfg.model.image_size, cfg.data.crop, cfg.data.draft, identity)
+
+
+def committed_reference(wanted: dict, explicit: str | os.PathLike | None = None,
+                        directory: Path | None = None) -> Path | None:
+    """The committed statistics to use: `explicit` when it matches (else FacevaeError), or a matching shipped file."""
+    if explicit is not None:
+        stored = fid.reference_protocol_of(explicit)
+        if stored is None or stored.get("format") != fid.REFERENCE_FORMAT:
+            raise FacevaeError(f"--fid-reference-stats {explicit} is not a readable FID reference file: give one "
+                               "written by tools/fid_reference.py")
+        bad = mismatches(stored, wanted)
+        if bad:
+            hint = "; --fid-reference-images 0 asks for the whole split" if any(b.startswith("count") for b in bad) else ""
+            raise FacevaeError(f"--fid-reference-stats {explicit} does not match this evaluation (stored vs wanted: "
+                               f"{'; '.join(bad)}){hint}: drop the option to compute this evaluation's reference")
+        return Path(explicit)
+    shipped = directory or fid.committed_reference_dir()
+    for path in sorted(shipped.glob("*.npz")) if shipped.is_dir() else ():
+        stored = fid.reference_protocol_of(path)
+        if stored is not None and not mismatches(stored, wanted):
+            return path
+    return None
 
 
 def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int, cfg: RunConfig,
-                    extractor: fid.InceptionFeatures, batch_size: int = 100,
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(mu, sigma, protocol) of `count` real images of a split; computed once, then read from the cache."""
-    idx = subset(ds.split_indices(split), count)
-    selection = "all" if len(idx) == len(ds.split_indices(split)) else f"random subset, seed {REFERENCE_SEED}"
-    key = reference_key(ds, split, cfg, len(idx), selection, extractor.identity)
+                    extractor: fid.InceptionFeatures, batch_size: int = 100, progress: bool = True,
+                    committed: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(mu, sigma, record) of `count` real images of a split.
+
+    From the `committed` file when given (see `committed_reference`), else computed once and cached.
+    """
+    idx, selection = _reference_indices(ds, split, count)
+    record = {"split": split, "count": len(idx), "selection": selection}
+    if committed is not None:
+        mu, sigma, protocol = fid.load_reference(committed)
+        return mu, sigma, {**record, "source": "committed", "file": str(committed), "protocol": protocol}
+    key = reference_key(ds, split, cfg, idx, selection, extractor.cache_fields())
 
     def compute() -> np.ndarray:
         batches = (read_subset(images, idx[i:i + batch_size]) for i in range(0, len(idx), batch_size))
         return features_stream(batches, extractor, len(idx), f"FID reference ({split})", progress)[0]
 
     mu, sigma = fid.cached_stats(key, compute)
-    return mu, sigma, {"split": split, "count": len(idx), "selection": selection,
-                       "cache": str(fid.stats_cache_path(key))}
+    return mu, sigma, {**record, "source": "computed", "cache": str(fid.stats_cache_path(key)), "key": key}
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -232,7 +284,9 @@ def _check_options(opts: EvalOptions) -> None:
     if opts.fid_samples == 1:
         raise FacevaeError("--fid-samples must be 0 (no FID) or at least 2: FID needs a covariance")
     if not opts.samplers:
-        raise FacevaeError("--samplers is empty: name at least one of prior, gaussian, gmm, two_stage")
+        from facevae.sampling.registry import SAMPLERS
+
+        raise FacevaeError(f"--samplers is empty: name at least one of {', '.join(SAMPLERS)}")
     check_samplers(tuple(opts.samplers))
 
 
@@ -255,20 +309,23 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
     clock = _Clock()
     ds = open_dataset(data, cfg.data.val_fraction)
-    images = load_images(ds, cfg, progress=opts.progress)
     eval_idx = ds.split_indices(opts.split)
+    if extractor is not None:
+        opts = _protocol_default(ds, cfg, extractor, opts)
+    committed = _committed_references(ds, cfg, extractor, opts) if extractor is not None else {}
+    images = load_images(ds, cfg, progress=opts.progress)
     x8 = read_subset(images, eval_idx)
 
     means, logvars = clock.time("encode", lambda: encode_images(model, x8, dev))
     recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
-    likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, images, eval_idx, x8, opts, dev))
+    likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, ds, images, eval_idx, x8, opts, dev))
     samplers = clock.time("fit_samplers",
                           lambda: fitted_samplers(loaded, data, ds, images, opts, dev))
     grids: dict[str, torch.Tensor] = {}
     fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"}
     if extractor is not None:
         fid_result = clock.time("fid", lambda: _fid_all(model, ds, images, eval_idx, recons, samplers, cfg,
-                                                        extractor, opts, dev, grids))
+                                                        extractor, opts, dev, grids, committed))
     _complete_grids(grids, model, samplers, opts.seed, dev)
 
     latent = latent_health(means, logvars, deterministic=not model.is_vae)
@@ -281,7 +338,8 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
                   "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},
         "fid": fid_result,
         "likelihood": likelihood,
-        "reconstruction": {**recon_metrics(x8, recons), "split": opts.split},
+        "reconstruction": {**recon_metrics(x8, recons, clusters=identity_clusters(ds.identity, eval_idx)),
+                           "split": opts.split},
         "latent": latent,
         "samplers": {name: {"source": src, "options": s.options()} for name, (s, src) in samplers.items()},
         "timings_s": clock.seconds,
@@ -293,19 +351,21 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     return metrics
 
 
-def _likelihood(model: VAE, cfg: RunConfig, images: np.ndarray, eval_idx: np.ndarray, x8: torch.Tensor,
-                opts: EvalOptions, dev: torch.device) -> dict:
+def _likelihood(model: VAE, cfg: RunConfig, ds: FaceDataset, images: np.ndarray, eval_idx: np.ndarray,
+                x8: torch.Tensor, opts: EvalOptions, dev: torch.device) -> dict:
     from facevae.metrics.likelihood import likelihood_bounds
 
     if not model.is_vae:
         return {"skipped": "a deterministic autoencoder has no posterior q(z|x): no likelihood bound"}
     if opts.iw_samples == 0:
         return {"skipped": "--iw-samples 0"}
-    lx = x8 if opts.likelihood_images == 0 else read_subset(images, subset(eval_idx, opts.likelihood_images))
+    lidx = eval_idx if opts.likelihood_images == 0 else subset(eval_idx, opts.likelihood_images)
+    lx = x8 if opts.likelihood_images == 0 else read_subset(images, lidx)
     res = likelihood_bounds(model, lx, cfg.loss, k=opts.iw_samples, seed=opts.seed, device=dev,
                             progress=opts.progress)
     selection = "all" if len(lx) == len(eval_idx) else f"random subset, seed {REFERENCE_SEED}"
-    return {**res.summary(), "split": opts.split, "selection": selection, "seed": opts.seed}
+    return {**res.summary(identity_clusters(ds.identity, lidx)), "split": opts.split, "selection": selection,
+            "seed": opts.seed}
 
 
 def _complete_grids(grids: dict[str, torch.Tensor], model: VAE, samplers: dict, seed: int, dev: torch.device) -> None:
@@ -327,15 +387,42 @@ def _protocol(ckpt: Checkpoint, ds: FaceDataset, opts: EvalOptions, split_images
     }
 
 
+def _sample_reference_count(opts: EvalOptions) -> int:
+    return opts.fid_samples if opts.fid_reference_images is None else opts.fid_reference_images
+
+
+def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,
+                      opts: EvalOptions) -> EvalOptions:
+    """Without --fid-reference-images, the whole reference split when shipped statistics cover it.
+
+    The protocol scores samples against every image of the split; a shipped file makes that
+    free, while computing it for the full CelebA (162,770 images) would cost hours on a CPU.
+    """
+    if opts.fid_reference_images is not None or opts.fid_reference_stats is not None:
+        return opts
+    ds.split_indices(opts.fid_reference_split, flag="--fid-reference")
+    whole = wanted_protocol(ds, opts.fid_reference_split, 0, cfg, extractor.identity)
+    return replace(opts, fid_reference_images=0) if committed_reference(whole) is not None else opts
+
+
+def _committed_references(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,
+                          opts: EvalOptions) -> dict[str, Path | None]:
+    """Committed statistics for the sample reference and the reconstructions' originals, checked before any work."""
+    ds.split_indices(opts.fid_reference_split, flag="--fid-reference")
+    sample = wanted_protocol(ds, opts.fid_reference_split, _sample_reference_count(opts), cfg, extractor.identity)
+    originals = wanted_protocol(ds, opts.split, opts.fid_samples, cfg, extractor.identity)
+    return {"samples": committed_reference(sample, opts.fid_reference_stats),
+            "originals": committed_reference(originals)}
+
+
 def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts: EvalOptions, dev,
-             grids: dict[str, torch.Tensor]) -> dict:
+             grids: dict[str, torch.Tensor], committed: dict[str, Path | None]) -> dict:
     """FID of each sampler's samples against the reference split, and of reconstructions against originals."""
     n, bs = opts.fid_samples, opts.batch_size
-    identity = extractor.identity
-    ref_n = n if opts.fid_reference_images is None else opts.fid_reference_images
-    mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, ref_n, cfg, extractor, bs,
-                                             opts.progress)
-    result: dict[str, Any] = {"inception": identity, "reference": ref, "samplers": {}}
+    mu_ref, sigma_ref, ref = reference_stats(ds, images, opts.fid_reference_split, _sample_reference_count(opts),
+                                             cfg, extractor, bs, opts.progress, committed.get("samples"))
+    result: dict[str, Any] = {"inception": extractor.identity, "inception_network": INCEPTION, "resize": RESIZE,
+                              "note": FID_NOTE, "features": extractor.cache_fields(), "reference": ref, "samplers": {}}
     for name, (s, source) in samplers.items():
         batches = decoded_batches(model, sample_latents(s, n, opts.seed, bs), dev)
         feats, grids[name] = features_stream(batches, extractor, n, f"FID {name} samples", opts.progress, GRID_IMAGES)
@@ -344,7 +431,8 @@ def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts
                                     "reference_split": ref["split"], "seed": opts.seed, "sampler_source": source}
     # reconstructions against their own originals (a seeded subset of the split when it is larger than n)
     pick = subset(np.arange(len(eval_idx)), n)
-    mu_o, sigma_o, orig = reference_stats(ds, images, opts.split, n, cfg, extractor, bs, opts.progress)
+    mu_o, sigma_o, orig = reference_stats(ds, images, opts.split, n, cfg, extractor, bs, opts.progress,
+                                          committed.get("originals"))
     feats_r, _ = features_stream((recons[pick[i:i + bs]] for i in range(0, len(pick), bs)), extractor, len(pick),
                                  "FID reconstructions", opts.progress)
     result["reconstructions"] = {"fid": fid_to_reference(feats_r, mu_o, sigma_o),

@@ -29,7 +29,7 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
     from facevae.tasks.store import get_sampler
 
     s = get_sampler(loaded, name=sampler, components=components, data=data, device=dev)
-    g = torch.Generator(device=dev).manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # a CPU generator: the same seed, the same faces on CPU and GPU
     z = s.sample(n, generator=g, temperature=temperature)
     return decode_batched(model, z.to(dev))
 

@@ -26,7 +26,8 @@ def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] =
     if bool(images) == (seed is not None):
         raise FacevaeError("give either --images A B or --seed S, not both or neither")
     if images and len(images) != 2:
-        raise FacevaeError(f"--images takes exactly two files (the two ends), got {len(images)}")
+        raise FacevaeError(f"--images takes exactly two files (the two ends), got {len(images)}: "
+                           "--images A.jpg B.jpg")
     if mode not in INTERPOLATIONS:
         raise FacevaeError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATIONS)}")
     dev = resolve_device(device)

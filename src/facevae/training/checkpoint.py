@@ -58,6 +58,29 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def first_nonfinite(named: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating tensor holding a NaN or inf, or None.
+
+    One flag per tensor is computed on the tensors' device and read once, so on CUDA the
+    check costs a single host sync, at checkpoint time only.
+    """
+    floats = {k: v for k, v in named.items() if v.is_floating_point()}
+    if not floats:
+        return None
+    device = next(iter(floats.values())).device  # optimizer step counts may sit on the CPU
+    ok = torch.stack([v.detach().isfinite().all().to(device) for v in floats.values()])
+    if bool(ok.all()):
+        return None
+    return next(k for k, good in zip(floats, ok.tolist()) if not good)
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
+    try:
+        save_file(tensors, str(path), metadata=meta)
+    except SafetensorError as e:  # safetensors reports a failed write (a full disk) as its own error
+        raise OSError(str(e)[:120]) from None
+
+
 def save_checkpoint(run_dir: Path, cfg: RunConfig, model_state: dict, state: dict, ema_state: dict | None = None) -> None:
     """Write the full training checkpoint, then the weights file for inference."""
     tensors: dict[str, torch.Tensor] = {}
@@ -68,7 +91,7 @@ def save_checkpoint(run_dir: Path, cfg: RunConfig, model_state: dict, state: dic
     }
     if ema_state is not None:
         meta["ema"] = json.dumps(flatten(ema_state, tensors, "ema"))
-    atomic_write(run_dir / CHECKPOINT, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    atomic_write(run_dir / CHECKPOINT, lambda tmp: _save_file(tensors, tmp, meta))
     save_weights(run_dir / WEIGHTS, cfg, ema_state if ema_state is not None else model_state,
                  {"step": str(state.get("step", 0))})
 
@@ -78,14 +101,15 @@ def save_weights(path: Path, cfg: RunConfig, model_state: dict, extra: dict[str,
     tensors = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in model_state.items()}
     meta = {"config": cfg.to_yaml(), "format": "facevae-weights-1", **(extra or {})}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    atomic_write(Path(path), lambda tmp: _save_file(tensors, tmp, meta))
 
 
-def _open(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _open(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; tensors=False reads the header alone."""
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        return load_file(str(path)), meta
+        return (load_file(str(path)) if tensors else {}), meta
     except (SafetensorError, OSError, ValueError) as e:
         raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
 
@@ -127,6 +151,12 @@ def resolve_weights(ckpt: str | Path | None) -> Path:
     return path
 
 
+def read_config(ckpt: str | Path | None = None) -> RunConfig:
+    """The config of a run folder, a weights file, a Hub folder or the bundled model, without loading the weights."""
+    path = resolve_weights(ckpt)
+    return _config_of(path, _open(path, tensors=False)[1])
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A loaded model with everything derived from where it came from, resolved once.
@@ -160,6 +190,10 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     except (SafetensorError, OSError, ValueError) as e:
         raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
     cfg = _config_of(path, meta)
+    bad = first_nonfinite(tensors)
+    if bad is not None:
+        raise FacevaeError(f"weights in {path} are not finite ({bad} holds NaN or inf): the run diverged; "
+                           "pick an earlier checkpoint or retrain with a lower train.lr")
     model = build_model(cfg.model)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})

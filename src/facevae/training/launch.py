@@ -6,6 +6,7 @@ collectives the trainer needs live in `facevae.training.distributed`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -19,11 +20,12 @@ from facevae.training.trainer import TrainResult
 
 
 def train_maybe_distributed(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool, device: str,
-                            progress: bool = True) -> TrainResult | None:
+                            progress: bool = True, overwrite: bool = False) -> TrainResult | None:
     """Train in this process, or as one rank of a torchrun job; rank 0 returns the result."""
     rank, local_rank, world_size = world()
-    if world_size == 1:
-        return train(data, out, cfg, resume=resume, device=device, progress=progress)
+    # under torchrun even one process runs DDP (the path of N processes, so it can be checked on one GPU)
+    if "RANK" not in os.environ:
+        return train(data, out, cfg, resume=resume, overwrite=overwrite, device=device, progress=progress)
     check_batch(cfg.train.batch_size, world_size)
     dev = resolve_device(device)
     kwargs = {}
@@ -36,7 +38,7 @@ def train_maybe_distributed(data: str | Path, out: str | Path, cfg: RunConfig, *
         kwargs["device_id"] = dev  # binds NCCL to this GPU (barriers included)
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", **kwargs)
     try:
-        result = train(data, out, cfg, resume=resume, device=str(dev), progress=progress,
+        result = train(data, out, cfg, resume=resume, overwrite=overwrite, device=str(dev), progress=progress,
                        rank=rank, world_size=world_size)
     finally:
         dist.destroy_process_group()

@@ -1,16 +1,22 @@
 """Wire a training run together: data -> cache -> loaders -> model -> trainer."""
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from pathlib import Path
 
 import torch
 
-from facevae.config import RunConfig
+from facevae.config import ModelConfig, RunConfig
 from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
+from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
-from facevae.training.checkpoint import CHECKPOINT, load_checkpoint
+from facevae.training import distributed
+from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
 from facevae.training.distributed import check_batch
+from facevae.training.runlock import run_lock
 from facevae.training.trainer import EpochEnd, Trainer, TrainResult
 
 
@@ -24,37 +30,90 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+METRICS = "metrics.jsonl"
+# what `train` writes into a run folder: a fresh start with --overwrite removes these (and nothing else)
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, METRICS, "loss_curve.png")
+RUN_FOLDERS = ("recon", "tb")
+# settings that change what the weights mean: a resumed run must keep them
+RESUME_FIXED = [f"model.{k}" for k in ModelConfig.__dataclass_fields__] + ["data.crop"]
+
+
 def saved_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
+        return RunConfig.load(run_dir / CONFIG)  # killed before its first checkpoint
     return load_checkpoint(run_dir)[0]
 
 
 def check_resume(run_dir: Path, cfg: RunConfig) -> None:
-    """New settings may change training length and such, never the model being resumed."""
-    saved = saved_config(run_dir)
-    diff = [k for k, v in cfg.model.__dict__.items() if getattr(saved.model, k) != v]
+    """New settings may change training length and such, never the model being resumed or its data."""
+    saved = dict(saved_config(run_dir).items())
+    diff = [k for k, v in cfg.items() if k in RESUME_FIXED and saved[k] != v]
     if diff:
-        raise FacevaeError(f"cannot resume: model settings differ from the checkpoint's "
-                           f"({', '.join('model.' + d for d in diff)}); drop them or start a new --out")
+        raise FacevaeError(f"cannot resume: settings differ from the run's ({', '.join(diff)}); "
+                           "drop them or start a new --out")
 
 
-def check_out_dir(run_dir: Path, resume: bool) -> None:
-    if not resume and (run_dir / CHECKPOINT).exists():
-        raise FacevaeError(f"{run_dir} already holds a run: pass --resume to continue it or choose another --out")
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in (CHECKPOINT, CONFIG, METRICS))
+
+
+def check_out_dir(run_dir: Path, resume: bool, overwrite: bool = False) -> None:
+    if resume and overwrite:
+        raise FacevaeError("--resume continues a run and --overwrite starts it afresh: pass one of them")
     if run_dir.exists() and not run_dir.is_dir():
         raise FacevaeError(f"--out {run_dir} is a file: choose a folder")
+    check_writable(run_dir, folder=True)
 
 
-def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = False, device: str = "auto",
-          progress: bool = True, rank: int = 0, world_size: int = 1, placement: str = "auto") -> TrainResult:
+def check_run_state(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Under the run's lock: what the folder holds must fit --resume / --overwrite."""
+    if resume and not holds_run(run_dir):
+        raise FacevaeError(f"no checkpoint in {run_dir}: nothing to resume; drop --resume to start afresh")
+    if not resume and not overwrite and holds_run(run_dir):
+        raise FacevaeError(f"{run_dir} already holds a run: pass --resume to continue it, --overwrite to "
+                           "start it afresh, or choose another --out")
+
+
+def clear_run(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
+          device: str = "auto", progress: bool = True, rank: int = 0, world_size: int = 1,
+          placement: str = "auto") -> TrainResult:
     """Train one run (or one rank of a DDP run: see training.distributed).
 
+    The main process holds the run folder's lock throughout: one writer per run.
+    overwrite: start afresh in a folder that holds a run (its run files are removed first).
     placement: "auto" keeps the uint8 training set on the GPU when it fits and otherwise
     streams it from host memory through pinned buffers; "host" forces streaming (also on
     CPU, for tests). world_size > 1: train.batch_size is the global batch (see distributed).
     """
     run_dir = Path(out)
-    check_out_dir(run_dir, resume)
+    check_out_dir(run_dir, resume, overwrite)
     check_batch(cfg.train.batch_size, world_size)
+    with run_lock(run_dir) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            prepare_run_dir(run_dir, resume, overwrite)
+        return _train(data, run_dir, cfg, resume=resume, device=device, progress=progress, rank=rank,
+                      world_size=world_size, placement=placement)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Under the run's lock, before any work: check --resume/--overwrite, clear or tidy the folder."""
+    check_run_state(run_dir, resume, overwrite)
+    if overwrite:
+        clear_run(run_dir)
+    for folder in (run_dir, run_dir / "recon"):  # temp files of atomic writes killed in this run
+        remove_temp_files(folder)
+
+
+def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, progress: bool, rank: int,
+           world_size: int, placement: str) -> TrainResult:
     dev = resolve_device(device)
     dataset = open_dataset(data, cfg.data.val_fraction)
     if dataset.missing and rank == 0:
@@ -64,14 +123,13 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
-    if dev.type == "cuda":
-        _fast_cuda_kernels()
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    placed = _place(images, train_idx, dev, placement)
+    placed, rows = _place(images, train_idx, dev, placement)
     try:
         loader = BatchLoader(placed, cfg.train.batch_size, dev, flip=cfg.data.flip, seed=cfg.train.seed,
-                             rank=rank, world_size=world_size, stream=True if placement == "host" else None)
+                             rank=rank, world_size=world_size, stream=True if placement == "host" else None,
+                             rows=rows)
     except ValueError as e:
         raise FacevaeError(f"{e}: lower train.batch_size") from None
     val_images = torch.from_numpy(images[val_idx])
@@ -84,7 +142,8 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress,
                       on_epoch_end=lambda end: epoch_pictures(end, cfg.train.grid_images))
-    return trainer.fit(resume=resume)
+    with kernel_choice(cfg.train.deterministic, dev):
+        return trainer.fit(resume=resume)
 
 
 @torch.no_grad()
@@ -102,7 +161,7 @@ def epoch_pictures(end: EpochEnd, grid_images: int) -> None:
     plot_losses(end.metrics_path, end.run_dir / "loss_curve.png")
 
 
-def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor:
+def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     try:
         return place_images(images, dev, placement=placement, indices=train_idx)
     except torch.cuda.OutOfMemoryError:
@@ -110,9 +169,25 @@ def _place(images, train_idx, dev: torch.device, placement: str) -> torch.Tensor
                            "to stream them from host memory, or lower model.image_size") from None
 
 
-def _fast_cuda_kernels() -> None:
-    """Training batches all have one shape: let cuDNN time its algorithms once and keep the fastest."""
-    torch.backends.cudnn.benchmark = True
+@contextlib.contextmanager
+def kernel_choice(deterministic: bool, dev: torch.device):
+    """The fastest kernels, or (train.deterministic) only those that give bit-identical reruns.
+
+    Training batches all have one shape, so by default cuDNN times its algorithms once and
+    keeps the fastest; which one wins can change from run to run, and with it the rounding.
+    The process-wide switches are put back afterwards.
+    """
+    cudnn = torch.backends.cudnn
+    saved = cudnn.benchmark, cudnn.deterministic, torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be reproducible
+    cudnn.benchmark, cudnn.deterministic = dev.type == "cuda" and not deterministic, deterministic
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        cudnn.benchmark, cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2])
 
 
 def _val_indices(dataset):
@@ -124,7 +199,7 @@ def _val_indices(dataset):
 
 def _wrap(model, cfg: RunConfig, dev: torch.device, world_size: int):
     wrapped = model
-    if world_size > 1:
+    if distributed.active():  # every torchrun job, one process included
         from torch.nn.parallel import DistributedDataParallel
 
         # gradient_as_bucket_view: gradients live in the all-reduce buckets (no copy in, less memory)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +21,14 @@ from tqdm import tqdm
 
 from facevae.config import RunConfig, TrainConfig
 from facevae.data.loader import BatchLoader, iterate_fixed
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, Interrupted
 from facevae.io import atomic_write_text
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
-from facevae.training.checkpoint import CONFIG, load_checkpoint, save_checkpoint
+from facevae.training.checkpoint import CHECKPOINT, CONFIG, first_nonfinite, load_checkpoint, save_checkpoint
 from facevae.training import distributed
 from facevae.training.ema import EMA
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
+from facevae.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `precision` on `device`; None means fp32.
@@ -40,6 +39,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in PRECISIONS:
         raise FacevaeError(f"unknown train.precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[precision]
+    if device.type == "cuda" and dtype is torch.bfloat16 and not fast_cuda_bf16(device):
+        return torch.float16
     if device.type == "cuda" or dtype is None:
         return dtype
     if device.type == "cpu" and dtype is torch.bfloat16 and native_cpu_bf16():
@@ -47,19 +48,13 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def fast_cuda_bf16(device: torch.device) -> bool:
+    """cuDNN runs bf16 convolutions natively from compute capability 8.0 (Ampere); T4 and V100 take a slow path."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def native_cpu_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _constant(step: int, total: int) -> float:
-    return 1.0
-
-
-def _cosine(step: int, total: int) -> float:
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
-
-
-SCHEDULES = {"constant": _constant, "cosine": _cosine}
 
 
 class TrainingDiverged(FacevaeError):
@@ -96,6 +91,10 @@ class BufferGuard:
             torch._foreach_copy_(bufs, [f.view_as(b) for f, b in zip(parts, bufs)])
 
 
+def _named(prefix: str, state: dict) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{k}": v for k, v in state.items()}
+
+
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
@@ -124,10 +123,34 @@ class TrainResult:
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device,
                    fused: bool | None = None) -> torch.optim.Optimizer:
     """fused (default: on CUDA) is one kernel per step and can skip a step on a device-side flag."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise FacevaeError(f"unknown train.optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     extra = {"fused": True} if (device.type == "cuda" if fused is None else fused) else {}
     return OPTIMIZERS[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+
+
+# how this run steps its optimizer: a checkpoint from another device or mode must not decide it
+RUN_FLAGS = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """`opt.load_state_dict(saved)`, keeping this run's flags and every tensor in its parameter's layout.
+
+    Checkpoints hold the moments contiguous (NCHW) and load_state_dict keeps that,
+    while channels_last weights are NHWC: fused Adam needs weights, grads and moments
+    with identical strides (CUDA raises, CPU silently computes garbage). Step counts
+    go where a fresh optimizer with these flags keeps them (on the device when fused).
+    """
+    flags = [{k: g[k] for k in RUN_FLAGS if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, own in zip(opt.param_groups, flags):
+        group.update(own)
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for key, value in state.items():
+                if key == "step" and torch.is_tensor(value):
+                    state[key] = value.to(device=p.device if on_device else "cpu", dtype=torch.float32)
+                elif torch.is_tensor(value) and value.shape == p.shape:
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
@@ -135,8 +158,6 @@ def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
 
     A pure function of the step rather than a torch scheduler, so resuming needs no scheduler state.
     """
-    if cfg.schedule not in SCHEDULES:
-        raise FacevaeError(f"unknown train.schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     return SCHEDULES[cfg.schedule](step - cfg.warmup_steps, total - cfg.warmup_steps)
@@ -172,10 +193,12 @@ class Trainer:
         if self.total_steps <= 0:
             raise FacevaeError("nothing to train: set --epochs or --max-steps above 0")
         self.opt = make_optimizer(model, t, device, fused=True if self.sync_free else None)
-        lr_factor(0, t, self.total_steps)  # rejects an unknown schedule before any work
         self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
         self.autocast_dtype = autocast_dtype(t.precision, device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        if is_main and self.autocast_dtype is not PRECISIONS[t.precision] and device.type == "cuda":
+            print(f"note: compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))} runs "
+                  "bf16 convolutions on a slow path: training in fp16 with loss scaling instead")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype is torch.float16)
         self.step, self.skipped, self.bad_run = 0, 0, 0
         self.buffers = BufferGuard(model)
         # sync-free mode: skipped steps and the current run of them, counted on the device
@@ -183,6 +206,7 @@ class Trainer:
         self._bad_run_dev = torch.zeros((), dtype=torch.int64, device=device)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.tb = None
+        self.stop_requested = False  # set by the first Ctrl-C; the loop saves and stops after the step
 
     # ---- state -------------------------------------------------------------------
     def state(self) -> dict:
@@ -192,21 +216,51 @@ class Trainer:
             s["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return s
 
-    def save(self) -> None:
+    def save(self) -> bool:
+        """Write a checkpoint (main process); False when none was written."""
         # never checkpoint in the middle of a run of non-finite steps: the last good one stays
         if not self.is_main or self.bad_run:
-            return
+            return False
         ema = self.ema.state_dict() if self.ema else None
-        save_checkpoint(self.run_dir, self.cfg, self.model.state_dict(), self.state(), ema)
+        model_state, state = self.model.state_dict(), self.state()
+        # a finite loss does not mean finite weights (an inf BatchNorm variance, inf Adam moments):
+        # a non-finite state is never written over the last good checkpoint
+        bad = first_nonfinite({**_named("model", model_state), **_named("ema", ema or {}),
+                                    **self._optimizer_tensors(state["optimizer"])})
+        if bad is not None:
+            raise TrainingDiverged(f"training diverged: at step {self.step} {bad} is not finite, so it was not "
+                                   f"saved; {self._last_good()}")
+        save_checkpoint(self.run_dir, self.cfg, model_state, state, ema)
+        return True
+
+    def _optimizer_tensors(self, opt_state: dict) -> dict[str, torch.Tensor]:
+        names = [n for n, _ in self.model.named_parameters()]
+        return {f"optimizer.{names[i]}.{k}": v for i, per_param in opt_state["state"].items()
+                for k, v in per_param.items() if isinstance(v, torch.Tensor)}
+
+    def _last_good(self) -> str:
+        """What is left to resume from: said only of a checkpoint that exists and is finite."""
+        if not (self.run_dir / CHECKPOINT).is_file():
+            return ("there is no earlier checkpoint: lower train.lr or set train.grad_clip, then start again "
+                    "with --overwrite")
+        _, model_state, state, ema = load_checkpoint(self.run_dir)
+        if first_nonfinite({**_named("model", model_state), **_named("ema", ema or {})}) is not None:
+            return (f"the checkpoint in {self.run_dir} is not finite either (written by an older facevae): "
+                    f"lower train.lr or set train.grad_clip, then start again with --overwrite")
+        return (f"the last good checkpoint (step {int(state['step'])}) in {self.run_dir} is intact: lower "
+                f"train.lr or set train.grad_clip, then --resume")
 
     def restore(self) -> None:
+        if not (self.run_dir / CHECKPOINT).is_file():  # killed before its first checkpoint: start over
+            self._trim_metrics()
+            return
         _, model_state, state, ema_state = load_checkpoint(self.run_dir)
         try:
             self.model.load_state_dict(model_state)
         except RuntimeError:
             raise FacevaeError(f"the checkpoint in {self.run_dir} does not match the configured model: "
                                "resume with the run's own config or start a new --out") from None
-        self.opt.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.opt, state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema and ema_state is not None:
@@ -277,9 +331,10 @@ class Trainer:
         self.set_lr()
         self.scaler.scale(terms.total).backward()
         ok = torch.isfinite(terms.total)
-        if self.cfg.train.grad_clip > 0:
+        # sync-free fp16 checks the unscaled gradients itself, so one flag skips a bad loss or bad gradients
+        if self.cfg.train.grad_clip > 0 or (self.sync_free and self.scaler.is_enabled()):
             self.scaler.unscale_(self.opt)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
             ok = ok & torch.isfinite(norm)
         ok = distributed.agree_ok(ok)  # one rank's NaN skips the step everywhere, or the replicas diverge
         if self.sync_free:
@@ -305,15 +360,14 @@ class Trainer:
         counted on the device and read at log points, where a run of them stops training.
         """
         bad = ~ok
-        if self.scaler.is_enabled():  # fp16: the scaler's inf check skips it (a non-finite loss has non-finite grads)
-            self.scaler.step(self.opt)
+        # GradScaler's protocol with fused optimizers; under fp16 the gradients are unscaled already (train_step)
+        self.opt.grad_scale, self.opt.found_inf = None, bad.float()
+        try:
+            self.opt.step()
+        finally:
+            del self.opt.grad_scale, self.opt.found_inf
+        if self.scaler.is_enabled():  # backs off on the non-finite gradients unscale_ found
             self.scaler.update()
-        else:
-            self.opt.grad_scale, self.opt.found_inf = None, bad.float()  # GradScaler's protocol with fused optimizers
-            try:
-                self.opt.step()
-            finally:
-                del self.opt.grad_scale, self.opt.found_inf
         self.buffers.restore(where=bad)
         if self.ema:  # on a bad step this averages towards unchanged weights, which is harmless
             self.ema.update(self.model, self.step)
@@ -352,6 +406,7 @@ class Trainer:
         last: dict[str, float] = {}
         window_t, window_imgs, ips = time.perf_counter(), 0, 0.0
         self.train_model.train()
+        previous_handler = self._catch_ctrl_c()
         try:
             while self.step < self.total_steps:
                 epoch, start = divmod(self.step, spe)
@@ -361,6 +416,8 @@ class Trainer:
                     self.step += 1
                     bar.update(1)
                     window_imgs += x.shape[0] * self.loader.world_size
+                    if self.stop_requested:
+                        self._stop_for_ctrl_c()
                     if terms is None:
                         self._on_bad_step()
                         if self.step >= self.total_steps:
@@ -381,21 +438,52 @@ class Trainer:
                                   "images_per_s": round(ips, 1)})
                         bar.set_postfix(loss=f"{last['total']:.1f}", rec=f"{last['recon']:.1f}",
                                         kl=f"{last['kl']:.1f}", ips=f"{ips:.0f}")
-                    if self.step % self.cfg.train.ckpt_every == 0:
+                    # at an epoch end the epoch's own checkpoint follows its row (see end_of_epoch)
+                    if self.step % self.cfg.train.ckpt_every == 0 and not self._epoch_ends(spe):
                         self._sync_counters()
                         self.save()
                     if self.step >= self.total_steps:
                         break
-                epoch_done = self.step % spe == 0 or self.step >= self.total_steps
-                if epoch_done:
+                if self._epoch_ends(spe):
                     self.end_of_epoch(epoch)
                     window_t, window_imgs = time.perf_counter(), 0  # the logged rate is training alone
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
             if self.tb is not None:
                 self.tb.close()
         self._sync_counters()
         return TrainResult(self.step, self.step // spe, self.skipped, last, ips)
+
+    def _epoch_ends(self, steps_per_epoch: int) -> bool:
+        return self.step % steps_per_epoch == 0 or self.step >= self.total_steps
+
+    def _catch_ctrl_c(self):
+        """The first Ctrl-C asks the loop to save and stop after the current step; the second stops at once.
+
+        Only a single process that owns the main thread does this (DDP ranks would stop at different
+        steps); returns the handler to put back, or None when none was installed.
+        """
+        if self.loader.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def second_ctrl_c(signum, frame):
+            print(f"interrupted again: stopping at once; {self.run_dir} keeps its last checkpoint", file=sys.stderr)
+            raise KeyboardInterrupt
+
+        def first_ctrl_c(signum, frame):
+            self.stop_requested = True
+            signal.signal(signal.SIGINT, second_ctrl_c)
+
+        return signal.signal(signal.SIGINT, first_ctrl_c)
+
+    def _stop_for_ctrl_c(self) -> None:
+        self._sync_counters()
+        if self.save():
+            raise Interrupted(f"saved step {self.step} to {self.run_dir}; `--resume` continues")
+        raise Interrupted(f"stopped at step {self.step} inside a run of non-finite steps, so nothing was saved; "
+                          f"{self._last_good()}")
 
     def _on_bad_step(self) -> None:
         self.skipped += 1
@@ -404,10 +492,8 @@ class Trainer:
 
     def _stop_if_diverged(self) -> None:
         if self.bad_run >= self.cfg.train.nan_patience:
-            raise TrainingDiverged(
-                f"{self.bad_run} steps in a row gave a non-finite loss at step {self.step}; the last good "
-                f"checkpoint in {self.run_dir} is intact: lower train.lr or set train.grad_clip, then --resume"
-            )
+            raise TrainingDiverged(f"{self.bad_run} steps in a row gave a non-finite loss at step {self.step}; "
+                                   f"{self._last_good()}")
 
     @property
     def shipped_model(self) -> nn.Module:
@@ -435,7 +521,8 @@ class Trainer:
 
     def end_of_epoch(self, epoch: int) -> None:
         self._sync_counters()
-        self.save()
+        # row and pictures before the checkpoint: a kill between them leaves the previous checkpoint,
+        # whose resume trims the row and redoes the epoch; the other order would lose the row for good
         if self.is_main:  # the bare model, never the DDP wrapper: its forward would wait for the other ranks
             row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
                    **self.validate(self.cfg.train.val_batches)}
@@ -443,4 +530,5 @@ class Trainer:
             if self.on_epoch_end is not None:
                 self.on_epoch_end(EpochEnd(epoch, self.step, self.shipped_model, self.val_images, self.run_dir,
                                            self.metrics_path))
+        self.save()
         distributed.barrier()  # the other ranks wait here, outside any DDP collective, until rank 0 is done

@@ -104,7 +104,8 @@ def _summary(m: Mapping[str, Any]) -> str:
         rows.append(["FID", "n/a", esc(fid_part["skipped"])])
     lk = m.get("likelihood", {})
     if lk.get("iwae_nll"):
-        proto = f'{num(lk["images"])} {esc(split)} images, 8-bit discrete likelihood'
+        proto = (f'{num(lk["images"])} {esc(split)} images, 8-bit discrete likelihood. '
+                 f'<b>Caveat:</b> {esc(lk.get("bits_per_dim_caveat", ""))}')
         rows.append([f'NLL bound, IWAE k={lk["k"]}', f'{num(lk["iwae_nll"]["bits_per_dim"], 3)} bits/dim',
                      f'{num(lk["iwae_nll"]["nats"], 1)} nats/image; {proto}'])
         rows.append(["Negative ELBO", f'{num(lk["neg_elbo"]["bits_per_dim"], 3)} bits/dim',
@@ -160,6 +161,10 @@ def _reconstruction(m: Mapping[str, Any]) -> str:
              "10 log<sub>10</sub>(1 / MSE) per image, averaged (&plusmn; standard error)"],
             ["SSIM", f'{num(r["ssim"], 4)} &plusmn; {num(r["ssim_stderr"], 4)}',
              "Gaussian window 11, &sigma; 1.5, K1 0.01, K2 0.03, valid positions, per channel"]]
+    if "psnr_db_stderr_by_identity" in r:
+        rows.append(["std. error by identity", f'PSNR {num(r["psnr_db_stderr_by_identity"])} dB, '
+                                               f'SSIM {num(r["ssim_stderr_by_identity"], 4)}',
+                     f'clustered over {num(r["identities"])} identities'])
     if f:
         rows.append(["FID", num(f["fid"]), f'{num(f["count"])} reconstructions vs the same {num(f["reference_count"])} originals'])
     return ('<section><h2>Reconstructions</h2>'
@@ -176,7 +181,10 @@ def _likelihood(m: Mapping[str, Any]) -> str:
 
     def row(label: str, s: Mapping[str, Any], note: str) -> list[str]:
         bpd = num(s["bits_per_dim"], 4) if "bits_per_dim" in s else "&mdash;"
-        return [label, num(s["nats"], 1), num(s["stderr_nats"], 1), bpd, note]
+        se = num(s["stderr_nats"], 1)
+        if "stderr_nats_by_identity" in s:
+            se += f' ({num(s["stderr_nats_by_identity"], 1)} by identity)'
+        return [label, num(s["nats"], 1), se, bpd, note]
 
     surr = lk["training_surrogate"]
     rows = [row(f'IWAE bound, k = {lk["k"]}', lk["iwae_nll"], "-log mean<sub>j</sub> w<sub>j</sub>, an upper bound on -log p(x)"),
@@ -194,12 +202,22 @@ def _likelihood(m: Mapping[str, Any]) -> str:
             f'(seed {lk["seed"]}); D = {num(d)} sub-pixels; bits/dim = nats / (D ln 2). '
             f'Decoder likelihood: {esc(lk["decoder_likelihood"])}. Mean KL(q(z|x) || p(z)) = {num(lk["kl_nats"], 1)} nats.</p>'
             + _table(["bound", "nats / image", "std. error", "bits / dim", "definition"], rows) + note
+            + f'<p class="note"><b>bits/dim caveat:</b> {esc(lk.get("bits_per_dim_caveat", ""))}.</p>'
+            + _identity_note(lk)
             + '<ul class="defs"><li>Data are 8-bit: each sub-pixel is a level k in {0..255}; the decoder density on '
               'u = k/255 is integrated over the bin [(k - &frac12;)/255, (k + &frac12;)/255] (edge bins open to '
               '&plusmn;&infin;, or closed at 0 and 1 for the continuous Bernoulli), so the 256 probabilities sum to 1.</li>'
               '<li>log w<sub>j</sub> = log p(x|z<sub>j</sub>) + log p(z<sub>j</sub>) - log q(z<sub>j</sub>|x), '
               'z<sub>j</sub> ~ q(z|x); both bounds exceed the true negative log-likelihood, the IWAE one less so.</li></ul>'
             "</section>")
+
+
+def _identity_note(part: Mapping[str, Any]) -> str:
+    if "identities" not in part:
+        return ""
+    return (f'<p class="note">Standard errors "by identity" are clustered over the {num(part["identities"])} '
+            'people of identity_CelebA.txt: photos of one person score alike, so the per-image error understates '
+            'the uncertainty of the mean.</p>')
 
 
 def _latent(m: Mapping[str, Any]) -> str:
@@ -237,10 +255,13 @@ def _protocol(m: Mapping[str, Any]) -> str:
     fid_part = m.get("fid", {})
     if "inception" in fid_part:
         ref = fid_part["reference"]
-        items.append(("FID network", f'NVIDIA Inception-v3 (<code>{esc(fid_part["inception"])}</code>), '
-                                     "pool3 features of bilinear 299&times;299 resizes"))
+        items.append(("FID network", f'{esc(fid_part.get("inception_network", "NVIDIA Inception-v3"))} '
+                                     f'(<code>{esc(fid_part["inception"])}</code>), pool3 features'))
+        items.append(("FID resize", f'{esc(fid_part.get("resize", "bilinear to 299x299"))}. {esc(fid_part.get("note", ""))}'))
+        where = (f'committed statistics <code>{esc(ref.get("file"))}</code>' if ref.get("source") == "committed"
+                 else "statistics computed here and cached")
         items.append(("FID reference", f'{num(ref["count"])} {esc(ref["split"])} images ({esc(ref["selection"])}), '
-                                       "statistics cached"))
+                                       f'{where}'))
     times = ", ".join(f"{esc(k)} {v:.0f} s" for k, v in m.get("timings_s", {}).items())
     items.append(("time", times))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)

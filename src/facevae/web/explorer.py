@@ -23,7 +23,7 @@ from facevae.sampling import build_sampler
 from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import Checkpoint
 
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage")
+SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
 ACTIVE_DIMS = 8  # latent sliders shown
 ACTIVITY_SAMPLES = 128  # prior draws decoded and re-encoded to rank the dimensions
 
@@ -153,7 +153,7 @@ def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple
     missing = []
     for name in SAMPLER_NAMES:
         try:
-            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device="cpu", progress=False)
+            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device, progress=False)
         except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "

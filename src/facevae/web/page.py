@@ -189,11 +189,16 @@ def build_app(h: Handlers):
 
 
 def launch(demo, host: str, port: int, extra_paths: list[Path] = (), block: bool = True):
-    """Serve `demo` on host:port, offline, uploads capped at MAX_UPLOAD_BYTES. Returns (app, local_url, share_url)."""
+    """Serve `demo` on host:port, offline, uploads capped at MAX_UPLOAD_BYTES and other request bodies at
+    MAX_JSON_BYTES (web.limits). Returns (app, local_url, share_url)."""
+    from starlette.middleware import Middleware
+
+    from facevae.web.limits import BodyLimit
+
     gr = import_gradio()
     return demo.queue(default_concurrency_limit=2).launch(
         server_name=host, server_port=port, share=False, inbrowser=False, max_file_size=MAX_UPLOAD_BYTES,
         ssr_mode=False, mcp_server=False, show_error=False, quiet=False, prevent_thread_lock=not block,
         allowed_paths=[str(p) for p in extra_paths], footer_links=[], css=css(), theme=theme(gr),
-        enable_monitoring=False, pwa=False,
+        enable_monitoring=False, pwa=False, app_kwargs={"middleware": [Middleware(BodyLimit)]},
     )

@@ -1,0 +1,109 @@
+"""FID-N of a model's samplers on the mini-CelebA CPU protocol, resumable.
+
+    python benchmarks/protocol_fid.py --data ../shared/celeba_mini --work runs/fid10k/bundled \\
+        --samplers prior,gmm,two_stage,gaussian --samples 10000 --results docs/results_fid10k.jsonl
+
+The protocol (docs/results.md): N samples per sampler (one seeded CPU generator), decoded
+and rounded to 8 bits as a PNG would be, against the committed Inception statistics of all
+24,012 mini-CelebA train images (crop 148, 64x64; pretrained/fid), and against the 780
+valid images as a memorisation check. Features are saved per chunk of 500 images under
+--work, so a killed run continues where it stopped when given the same command; the wall
+time reported is the sum over the chunks actually computed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facevae.data import load_images, open_dataset
+from facevae.io import atomic_write
+from facevae.metrics import fid
+from facevae.tasks import evaluate as ev
+from facevae.tasks.store import get_sampler
+from facevae.training.checkpoint import load_model
+
+CHUNK = 500
+REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
+
+
+def chunked_features(work: Path, n: int, images_of, extractor) -> tuple[np.ndarray, float]:
+    """Features of images_of(start, stop) for [0, n) in chunks cached under `work`; (features, seconds spent now)."""
+    work.mkdir(parents=True, exist_ok=True)
+    spent = 0.0
+    for start in range(0, n, CHUNK):
+        part = work / f"features-{start:06d}.npy"
+        stop = min(n, start + CHUNK)
+        if part.exists() and len(np.load(part, mmap_mode="r")) == stop - start:
+            continue
+        t = time.perf_counter()
+        feats = fid.features_of(images_of(start, stop), extractor, progress=False)
+        atomic_write(part, lambda tmp: np.save(open(tmp, "wb"), feats))
+        spent += time.perf_counter() - t
+        print(f"{work.name}: {stop}/{n} ({(stop - start) / (time.perf_counter() - t):.2f} img/s)", flush=True)
+    return np.concatenate([np.load(work / f"features-{s:06d}.npy") for s in range(0, n, CHUNK)]), spent
+
+
+def add_seconds(work: Path, seconds: float) -> float:
+    """Wall time over every run of this command, kept beside the features."""
+    f = work / "seconds.json"
+    total = (json.loads(f.read_text())["seconds"] if f.exists() else 0.0) + seconds
+    f.write_text(json.dumps({"seconds": total}))
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", default=None, help="run folder or weights file; default: the bundled model")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--samplers", default="prior,gmm,two_stage,gaussian")
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", default=str(REFERENCE))
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--results", default=None, help="JSONL file each sampler's row is appended to")
+    ap.add_argument("--label", default="bundled")
+    a = ap.parse_args()
+    dev = torch.device("cpu")
+    mu_ref, sigma_ref, protocol = fid.load_reference(a.reference)
+    loaded = load_model(a.ckpt, dev)
+    model, cfg = loaded.model, loaded.config
+    extractor = fid.InceptionFeatures(device=dev)
+    ds = open_dataset(a.data, cfg.data.val_fraction)
+    images = load_images(ds, cfg, progress=False)
+    work = Path(a.work)
+    valid_idx = ds.split_indices("valid")
+    valid, _ = chunked_features(work / "valid", len(valid_idx),
+                                lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor)
+    mu_valid, sigma_valid = fid.stats_of(valid)
+    for name in filter(None, a.samplers.split(",")):
+        sampler = get_sampler(loaded, name=name, data=a.data, device=dev, progress=False)
+        with torch.no_grad():
+            z = torch.cat(list(ev.sample_latents(sampler, a.samples, a.seed, CHUNK)))
+
+        def decoded(start: int, stop: int) -> torch.Tensor:
+            with torch.no_grad():
+                return next(ev.decoded_batches(model, iter([z[start:stop]]), dev))
+
+        feats, spent = chunked_features(work / name, a.samples, decoded, extractor)
+        row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
+               "samples": a.samples, "seed": a.seed,
+               "fid_train_all": round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2),
+               "reference": {"file": Path(a.reference).name, "count": protocol["count"], "split": protocol["split"]},
+               "fid_valid_780": round(ev.fid_to_reference(feats, mu_valid, sigma_valid), 2),
+               "seconds": round(add_seconds(work / name, spent), 1),
+               "machine": f"CPU, {torch.get_num_threads()} threads", "torch": torch.__version__,
+               "date": datetime.now(timezone.utc).isoformat(timespec="minutes")}
+        print(json.dumps(row), flush=True)
+        if a.results:
+            with open(a.results, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
