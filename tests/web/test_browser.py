@@ -9,6 +9,7 @@ refreshes the picture in the docs.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 START_TIMEOUT_S = 90
@@ -27,8 +28,8 @@ TIMEOUT_MS = 30_000
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not at /usr/bin/chromium: run `make browser` "
-                                                     "(apt-get install chromium)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="browser tests skipped: chromium is not installed; "
+                                                     "`sudo make browser` installs Debian's (needs root)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[web]'")
