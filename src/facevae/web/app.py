@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from facevae.errors import FacevaeError
-from facevae.web.handlers import Handlers
+from facevae.web.handlers import MAX_SEED, Handlers
 from facevae.web.upload import MAX_UPLOAD_BYTES
 
 SLIDER_COLUMNS = 4
@@ -72,9 +72,9 @@ def _user_errors(gr, fn):
     return wrapper
 
 
-def _image(gr, label: str, elem_id: str, height: int = 220):
+def _image(gr, label: str, elem_id: str, height: int = 220, buttons=("download",)):
     return gr.Image(label=label, elem_id=elem_id, elem_classes=["face"], type="numpy", format="png",
-                    interactive=False, height=height, buttons=["download"])
+                    interactive=False, height=height, buttons=list(buttons))
 
 
 def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | None = None) -> list:
@@ -107,7 +107,7 @@ def build_app(h: Handlers):
                 with gr.Row():
                     temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="Temperature",
                                             elem_id="temperature", buttons=[])
-                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", minimum=0)
+                    seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", minimum=0, maximum=MAX_SEED)
                 new = gr.Button("New faces", elem_id="new-faces", variant="primary")
                 faces = gr.Gallery(label="Click a face to edit it", elem_id="faces", columns=4, format="png",
                                    allow_preview=False, object_fit="contain", interactive=False)
@@ -119,14 +119,19 @@ def build_app(h: Handlers):
                     cropped = _image(gr, "What the model sees", "upload-input", 160)
                     recon = _image(gr, "Reconstruction", "upload-recon", 160)
             with gr.Column(scale=3, min_width=420):
-                gr.Markdown("### Edit the chosen face")
-                with gr.Row():
-                    chosen = _image(gr, "Chosen face", "chosen", 256)
-                    edited = _image(gr, "Edited", "edited", 256)
-                with gr.Row():
-                    reset = gr.Button("Reset sliders", elem_id="reset", size="sm")
-                    use_a = gr.Button("Use as A", elem_id="use-a", size="sm")
-                    use_b = gr.Button("Use as B", elem_id="use-b", size="sm")
+                # sticky (style.css): the faces stay in view while the sliders below them scroll
+                with gr.Column(elem_id="edit-panel"):
+                    gr.Markdown("### Edit the chosen face")
+                    with gr.Row(elem_id="edit-faces"):
+                        chosen = _image(gr, "Chosen face", "chosen", 256)
+                        edited = _image(gr, "Edited", "edited", 256)
+                    with gr.Row(elem_id="edit-buttons"):
+                        reset = gr.Button("Reset sliders", elem_id="reset", size="sm")
+                        # each end is shown beside its button, so "Use as A" visibly does something
+                        use_a = gr.Button("Use as A", elem_id="use-a", size="sm")
+                        end_a = _image(gr, "A", "end-a", 72, buttons=())
+                        use_b = gr.Button("Use as B", elem_id="use-b", size="sm")
+                        end_b = _image(gr, "B", "end-b", 72, buttons=())
                 with gr.Accordion(f"Attributes ({len(ex.attr_names)})", open=True):
                     if ex.attr_names:
                         attr_sliders = _sliders(gr, [(n.replace("_", " "), f"slider-{n}") for n in ex.attr_names],
@@ -139,12 +144,9 @@ def build_app(h: Handlers):
                     dim_sliders = _sliders(gr, [(f"z[{d}]", f"slider-z{d}") for d in dims], DIM_RANGE)
         gr.Markdown("### Interpolation from A to B")
         with gr.Row():
-            end_a = _image(gr, "A", "end-a", 140)
-            end_b = _image(gr, "B", "end-b", 140)
-            with gr.Column(min_width=200):
-                steps = gr.Slider(3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
-                mode = gr.Radio(["slerp", "linear"], value="slerp", label="Path", elem_id="mode")
-                gif = gr.File(label="GIF download", elem_id="gif", interactive=False)
+            steps = gr.Slider(3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
+            mode = gr.Radio(["slerp", "linear"], value="slerp", label="Path", elem_id="mode")
+            gif = gr.File(label="GIF download", elem_id="gif", interactive=False)
         strip = gr.Image(label="A to B", elem_id="strip", type="numpy", format="png", interactive=False,
                          buttons=["download"])
 
@@ -153,8 +155,10 @@ def build_app(h: Handlers):
         demo.load(wrap(h.start), [sampler, temperature, seed, steps, mode],
                   [faces, state, chosen, edited, *sliders, end_a, end_b, strip, gif])
         new.click(wrap(h.new_faces), draw_in, [seed, faces, state], show_progress="minimal")
-        gr.on([sampler.input, temperature.release, seed.submit], wrap(h.draw), draw_in, [faces, state],
-              show_progress="minimal")
+        # .change, not .input or .release: it also fires for keyboard steps and for the clamp
+        # of an out-of-range number on blur, so the picture always shows the value on screen
+        gr.on([sampler.input, temperature.change, seed.submit], wrap(h.draw), draw_in, [faces, state],
+              trigger_mode="always_last", show_progress="minimal")
 
         def choose(state, evt):
             return h.choose(state, evt.index)
@@ -164,7 +168,7 @@ def build_app(h: Handlers):
 
         faces.select(wrap(choose), [state], [state, chosen, edited, *sliders], show_progress="hidden")
         if sliders:
-            gr.on([s.input for s in sliders], wrap(h.edit), [state, *sliders], edited,
+            gr.on([s.change for s in sliders], wrap(h.edit), [state, *sliders], edited,
                   trigger_mode="always_last", show_progress="hidden")
         reset.click(wrap(h.reset), [state], [edited, *sliders], show_progress="hidden")
 
@@ -182,9 +186,10 @@ def build_app(h: Handlers):
         interp_in, interp_out = [state, steps, mode], [strip, gif]
         for button, which, image in ((use_a, "a", end_a), (use_b, "b", end_b)):
             button.click(wrap(functools.partial(h.set_end, which)), [state, *sliders], [state, image],
-                         show_progress="hidden", api_name=f"set_end_{which}").then(wrap(h.interpolate), interp_in, interp_out,
-                                                      show_progress="hidden")
-        gr.on([steps.release, mode.input], wrap(h.interpolate), interp_in, interp_out, show_progress="hidden")
+                         show_progress="hidden", api_name=f"set_end_{which}").then(
+                wrap(h.interpolate), interp_in, interp_out, show_progress="minimal")
+        gr.on([steps.change, mode.input], wrap(h.interpolate), interp_in, interp_out, trigger_mode="always_last",
+              show_progress="minimal")
     return demo
 
 

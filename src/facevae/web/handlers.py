@@ -24,6 +24,7 @@ from facevae.web.upload import read_upload
 N_FACES = 12
 GIF_KEEP = 64  # GIFs kept on disk for download; older ones are deleted
 GIF_WIDTH = 128  # small models' GIFs are scaled up to at least this width
+MAX_SEED = 2**32 - 1  # the page's seed box stops here; larger seeds are capped, not wrapped
 
 State = dict
 
@@ -64,7 +65,7 @@ class Handlers:
 
     def new_faces(self, sampler: str, temperature: float, seed: int, state: State | None) -> tuple[int, list, State]:
         """The "new faces" button: the next seed, so every grid can be drawn again. -> (seed, faces, state)"""
-        seed = _seed(seed) + 1
+        seed = (_seed(seed) + 1) % (MAX_SEED + 1)
         return (seed, *self.draw(sampler, temperature, seed, state))
 
     # ------------------------------------------------------------------ choosing and editing
@@ -170,6 +171,7 @@ def _ready(state: State | None, *keys: str) -> State:
 
 def _seed(seed) -> int:
     try:
-        return int(seed or 0)
-    except (TypeError, ValueError):
+        seed = int(seed or 0)
+    except (TypeError, ValueError, OverflowError):
         raise FacevaeError(f"the seed must be a whole number, got {seed!r}") from None
+    return min(max(seed, 0), MAX_SEED)
