@@ -157,6 +157,25 @@ def test_new_faces_moves_to_the_next_seed_and_changes_the_grid(handlers, started
     np.testing.assert_array_equal(again[0], faces[0])  # a seed draws the same grid again
 
 
+def test_seeds_beyond_the_box_are_capped_not_aliased(handlers):
+    from facevae.web.handlers import MAX_SEED
+
+    capped, _ = handlers.draw("prior", 1.0, MAX_SEED + 5, None)
+    np.testing.assert_array_equal(capped[0], handlers.draw("prior", 1.0, MAX_SEED, None)[0][0])
+    assert not np.array_equal(capped[0], handlers.draw("prior", 1.0, 4, None)[0][0])
+    assert handlers.new_faces("prior", 1.0, MAX_SEED, None)[0] == 0  # "New faces" wraps round at the cap
+
+
+@pytest.mark.slow  # importing Gradio takes seconds
+def test_sliders_clamp_out_of_range_values_instead_of_refusing_them():
+    gr = pytest.importorskip("gradio")
+    from facevae.web.app import _slider
+
+    s = _slider(gr)(-3.0, 3.0, value=0.0, step=0.1)
+    assert s.preprocess(7.0) == 3.0 and s.preprocess(-9.0) == -3.0 and s.preprocess(1.5) == 1.5
+    assert s.get_block_name() == "slider"  # the browser draws it as Gradio's own slider
+
+
 def test_temperature_scales_the_draw(explorer):
     z1 = explorer.sample("prior", 4, 3, 1.0)
     z_half = explorer.sample("prior", 4, 3, 0.5)

@@ -85,32 +85,46 @@ def artifacts(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser_page(server, artifacts):
+def browser(server):
+    """(new_page(width, height), urls asked of anything but our server): every page is loaded and offline."""
     _, url, _ = server
     outside: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
+    local = url.rstrip("/")
+
+    def route(r):
         # anything not served by our own server is recorded and refused, so nothing can hang on it
-        local = url.rstrip("/")
+        if r.request.url.startswith(local) or r.request.url.startswith("data:"):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
 
-        def route(r):
-            if r.request.url.startswith(local) or r.request.url.startswith("data:"):
-                r.continue_()
-            else:
-                outside.append(r.request.url)
-                r.abort()
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
 
-        page.route("**/*", route)
-        page.goto(url)
-        page.wait_for_selector("#faces img")
-        page.wait_for_selector("#edited img")
+        def new_page(width: int, height: int):
+            page = chromium.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.route("**/*", route)
+            page.goto(url)
+            page.wait_for_selector("#faces img")
+            page.wait_for_selector("#edited img")
+            return page
+
         try:
-            yield page, outside
+            yield new_page, outside
         finally:
-            page.screenshot(path=str(artifacts / "web.png"), full_page=True)
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser, artifacts):
+    new_page, outside = browser
+    page = new_page(1400, 1000)
+    try:
+        yield page, outside
+    finally:
+        page.screenshot(path=str(artifacts / "web.png"), full_page=True)
 
 
 def _src(page, selector: str) -> str:
@@ -125,6 +139,32 @@ def _wait_src_change(page, selector: str, before: str) -> str:
     page.wait_for_function("([sel, old]) => { const e = document.querySelector(sel); return e && e.src !== old; }",
                            arg=[selector, before])
     return _src(page, selector)
+
+
+def _type_and_leave(page, slider: str, text: str) -> None:
+    """Type into a slider's number box and leave it with Tab, as a user does."""
+    box = page.locator(f"{slider} input[type=number]")
+    box.fill(text)
+    box.press("Tab")
+
+
+def _wait_value(page, slider: str, value: str) -> None:
+    page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v",
+                           arg=[f"{slider} input[type=number]", value])
+
+
+def _slide_to(page, slider: str, value: str, image: str) -> str:
+    """Move a range input to `value` and wait for `image` to be redrawn; -> its new src."""
+    before = _src(page, image)
+    page.locator(f"{slider} input[type=range]").fill(value)
+    return _wait_src_change(page, image, before)
+
+
+def _strip_frames(page, size: int = 32, padding: int = 2) -> int:
+    """Faces in the strip now shown, from the picture's width (the tiny model draws 32 px faces)."""
+    page.wait_for_function("() => { const i = document.querySelector('#strip img'); return i && i.complete; }")
+    width = page.evaluate("() => document.querySelector('#strip img').naturalWidth")
+    return (width - padding) // (size + padding)
 
 
 def test_page_loads_with_faces_sliders_and_crop_note(browser_page):
@@ -159,6 +199,72 @@ def test_smiling_slider_changes_the_edited_face(browser_page):
     after = _wait_src_change(page, "#edited img", before)
     assert _bytes(page, after) != _bytes(page, before)
     assert _src(page, "#chosen img") == before  # the chosen face itself is untouched
+
+
+def test_an_out_of_range_strength_is_clamped_and_the_face_shows_the_clamped_value(browser_page):
+    page, _ = browser_page
+    if page.input_value("#slider-Smiling input[type=number]") != "0":
+        _slide_to(page, "#slider-Smiling", "0", "#edited img")
+    before = _src(page, "#edited img")
+    _type_and_leave(page, "#slider-Smiling", "7")  # the range is -3..3: a toast, then 3 on blur
+    _wait_value(page, "#slider-Smiling", "3")
+    clamped = _wait_src_change(page, "#edited img", before)
+    # the face drawn after the clamp is the one the slider draws at 3, so "Use as A" takes what is seen
+    _slide_to(page, "#slider-Smiling", "0", "#edited img")
+    at_three = _slide_to(page, "#slider-Smiling", "3", "#edited img")
+    assert _bytes(page, at_three) == _bytes(page, clamped)
+
+
+def test_out_of_range_steps_are_clamped_and_the_strip_redrawn(browser_page):
+    page, _ = browser_page
+    assert _strip_frames(page) == 8
+    before = _src(page, "#strip img")
+    _type_and_leave(page, "#steps", "40")  # Steps run 3..16
+    _wait_value(page, "#steps", "16")
+    _wait_src_change(page, "#strip img", before)
+    assert _strip_frames(page) == 16
+
+
+def test_keyboard_changes_redraw_temperature_and_steps(browser_page):
+    page, _ = browser_page
+    before = _src(page, "#faces img")
+    page.focus("#temperature input[type=range]")
+    page.keyboard.press("ArrowLeft")
+    _wait_value(page, "#temperature", "0.95")
+    _wait_src_change(page, "#faces img", before)
+    frames = _strip_frames(page)
+    before = _src(page, "#strip img")
+    page.focus("#steps input[type=range]")
+    page.keyboard.press("ArrowLeft")
+    _wait_src_change(page, "#strip img", before)
+    assert _strip_frames(page) == frames - 1
+
+
+def _in_view(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"]
+
+
+@pytest.mark.parametrize("width, height", [(1280, 900), (390, 844)])
+def test_the_edited_face_and_the_ends_stay_in_view_while_the_lowest_slider_moves(browser, artifacts, width, height):
+    new_page, _ = browser
+    page = new_page(width, height)
+    try:
+        lowest = page.locator("[id^=slider-z]").last
+        lowest.scroll_into_view_if_needed()
+        assert _in_view(page, "[id^=slider-z] >> nth=-1")
+        assert _in_view(page, "#edited")
+        before = _src(page, "#edited img")
+        lowest.locator("input[type=range]").fill("2")
+        _wait_src_change(page, "#edited img", before)
+        # the end being set is shown beside its button, in view
+        before = _src(page, "#end-a img")
+        page.click("#use-a")
+        _wait_src_change(page, "#end-a img", before)
+        assert _in_view(page, "#end-a") and _in_view(page, "#use-a")
+        page.screenshot(path=str(artifacts / f"web-{width}x{height}.png"))
+    finally:
+        page.close()
 
 
 def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page, server, web_data):

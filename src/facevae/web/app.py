@@ -77,6 +77,25 @@ def _image(gr, label: str, elem_id: str, height: int = 220, buttons=("download",
                     interactive=False, height=height, buttons=list(buttons))
 
 
+@functools.cache
+def _slider(gr):
+    """gr.Slider that clamps an out-of-range value instead of refusing it.
+
+    Gradio refuses a typed value outside the range with a toast, and the clamp it does on
+    blur then arrives while that refused request is pending, where "always_last" drops it:
+    the picture kept showing the previous value. Clamped here, every value is drawn.
+    """
+    class ClampingSlider(gr.Slider):
+        is_template = True  # drawn in the browser by Gradio's own slider
+
+        def preprocess(self, payload):
+            if payload is not None:
+                payload = min(max(float(payload), self.minimum), self.maximum)
+            return super().preprocess(payload)
+
+    return ClampingSlider
+
+
 def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | None = None) -> list:
     sliders = []
     columns = [labels_ids[i::SLIDER_COLUMNS] for i in range(SLIDER_COLUMNS)]
@@ -84,7 +103,7 @@ def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | No
         for col in columns:
             with gr.Column(min_width=150):
                 for label, elem_id in col:
-                    sliders.append((elem_id, gr.Slider(-limit, limit, value=0.0, step=0.1, label=label,
+                    sliders.append((elem_id, _slider(gr)(-limit, limit, value=0.0, step=0.1, label=label,
                                                        elem_id=elem_id, buttons=[])))
     # columns were filled round-robin; hand them back in the handlers' order
     order = {eid: i for i, (_, eid) in enumerate(labels_ids)}
@@ -105,7 +124,7 @@ def build_app(h: Handlers):
                 sampler = gr.Radio(list(ex.samplers), value="prior", label="Sampler", elem_id="sampler",
                                    info=ex.sampler_note or None)
                 with gr.Row():
-                    temperature = gr.Slider(0.1, 1.5, value=1.0, step=0.05, label="Temperature",
+                    temperature = _slider(gr)(0.1, 1.5, value=1.0, step=0.05, label="Temperature",
                                             elem_id="temperature", buttons=[])
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", minimum=0, maximum=MAX_SEED)
                 new = gr.Button("New faces", elem_id="new-faces", variant="primary")
@@ -144,7 +163,7 @@ def build_app(h: Handlers):
                     dim_sliders = _sliders(gr, [(f"z[{d}]", f"slider-z{d}") for d in dims], DIM_RANGE)
         gr.Markdown("### Interpolation from A to B")
         with gr.Row():
-            steps = gr.Slider(3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
+            steps = _slider(gr)(3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
             mode = gr.Radio(["slerp", "linear"], value="slerp", label="Path", elem_id="mode")
             gif = gr.File(label="GIF download", elem_id="gif", interactive=False)
         strip = gr.Image(label="A to B", elem_id="strip", type="numpy", format="png", interactive=False,
