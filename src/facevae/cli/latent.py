@@ -157,7 +157,8 @@ def progress(
     if out.suffix.lower() != ".gif" or out.is_dir():
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
     progress_gif(run, out, fps=fps, width=width)
-    typer.echo(f"wrote {len(epoch_grids(run))} epochs to {out}")
+    epochs = [e for e, _ in epoch_grids(run)]
+    typer.echo(f"wrote {len(epochs)} epochs ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
 
 
 COMPARE_HELP = (
