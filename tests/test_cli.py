@@ -92,6 +92,12 @@ def test_unknown_config_key(tmp_path, fake_celeba):
                       "unknown config key 'model.size'")
 
 
+def test_mistyped_sampler_gets_a_suggestion(tmp_path):
+    assert_user_error(facevae("sample", "--sampler", "gmn", "--out", tmp_path / "s.png"),
+                      "unknown sampler 'gmn' (did you mean 'gmm'?)")
+    assert not (tmp_path / "s.png").exists()
+
+
 def test_unknown_option_is_a_usage_error(tmp_path):
     r = facevae("train", "--dta", tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "No such option" in r.stderr

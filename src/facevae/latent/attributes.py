@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from facevae.config import RunConfig
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 from facevae.io import atomic_write
 from facevae.models.vae import VAE
 
@@ -79,7 +79,7 @@ def attribute_index(names: Sequence[str], name: str) -> int:
     key = name.strip().lower()
     if key in lower:
         return lower.index(key)
-    raise FacevaeError(f"unknown attribute {name!r}; valid names: {', '.join(names)}")
+    raise FacevaeError(f"unknown attribute {name!r}{did_you_mean(name, names)}; valid names: {', '.join(names)}")
 
 
 def parse_attribute_weights(items: Sequence[str]) -> list[tuple[str, float]]:

@@ -15,7 +15,7 @@ from facevae.data.cache import default_cache_dir
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
-from facevae.sampling.registry import SAMPLERS, build_sampler
+from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.sampling.serialize import load_sampler, save_sampler
 from facevae.training.checkpoint import bundled_weights, resolve_weights, weights_digest
 
@@ -43,8 +43,7 @@ def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: st
                 data: str | Path | None = None, device: torch.device | str = "cpu",
                 progress: bool = True) -> Sampler:
     """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
-    if name not in SAMPLERS:
-        raise FacevaeError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    sampler_class(name)  # an unknown name fails here, with a suggestion
     if name == "prior":
         return build_sampler("prior", cfg.model.latent_dim).to(device)
     fname = sampler_file(name, components, ckpt)
