@@ -176,6 +176,13 @@ def test_page_loads_with_faces_sliders_and_crop_note(browser_page):
     assert page.locator("#strip img").count() == 1 and page.locator("#gif a").count() >= 1
 
 
+def test_serve_prints_its_own_address_line(browser_page, server):
+    _, url, log = server
+    text = log.read_text()
+    assert f"facevae serve: open {url} in a browser" in text
+    assert "share=True" not in text and "Running on local URL" not in text
+
+
 def test_new_faces_button_changes_the_grid(browser_page):
     page, _ = browser_page
     before = _src(page, "#faces img")

@@ -45,7 +45,7 @@ def serve(
         typer.echo(explorer.attr_note, err=True)
     demo = build_app(handlers)
     try:
-        launch(demo, host, port, extra_paths=[handlers.gif_dir])
+        launch(demo, host, port, extra_paths=[handlers.gif_dir], say=lambda m: typer.echo(m))
     except OSError as e:
         reason = str(e).split(". ")[0]  # Gradio's advice about its own settings would mislead here
         raise FacevaeError(f"cannot listen on {host}:{port} ({reason}): pass another --port") from None

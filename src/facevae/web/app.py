@@ -77,23 +77,24 @@ def _image(gr, label: str, elem_id: str, height: int = 220, buttons=("download",
                     interactive=False, height=height, buttons=list(buttons))
 
 
-@functools.cache
-def _slider(gr):
+def _slider(gr, *args, **kwargs):
     """gr.Slider that clamps an out-of-range value instead of refusing it.
 
     Gradio refuses a typed value outside the range with a toast, and the clamp it does on
     blur then arrives while that refused request is pending, where "always_last" drops it:
     the picture kept showing the previous value. Clamped here, every value is drawn.
+    (Per instance: a gr.Slider subclass would make Gradio write a .pyi beside this module.)
     """
-    class ClampingSlider(gr.Slider):
-        is_template = True  # drawn in the browser by Gradio's own slider
+    slider = gr.Slider(*args, **kwargs)
+    refuse = slider.preprocess
 
-        def preprocess(self, payload):
-            if payload is not None:
-                payload = min(max(float(payload), self.minimum), self.maximum)
-            return super().preprocess(payload)
+    def preprocess(payload):
+        if payload is not None:
+            payload = min(max(float(payload), slider.minimum), slider.maximum)
+        return refuse(payload)
 
-    return ClampingSlider
+    slider.preprocess = preprocess
+    return slider
 
 
 def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | None = None) -> list:
@@ -103,7 +104,7 @@ def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | No
         for col in columns:
             with gr.Column(min_width=150):
                 for label, elem_id in col:
-                    sliders.append((elem_id, _slider(gr)(-limit, limit, value=0.0, step=0.1, label=label,
+                    sliders.append((elem_id, _slider(gr, -limit, limit, value=0.0, step=0.1, label=label,
                                                        elem_id=elem_id, buttons=[])))
     # columns were filled round-robin; hand them back in the handlers' order
     order = {eid: i for i, (_, eid) in enumerate(labels_ids)}
@@ -124,7 +125,7 @@ def build_app(h: Handlers):
                 sampler = gr.Radio(list(ex.samplers), value="prior", label="Sampler", elem_id="sampler",
                                    info=ex.sampler_note or None)
                 with gr.Row():
-                    temperature = _slider(gr)(0.1, 1.5, value=1.0, step=0.05, label="Temperature",
+                    temperature = _slider(gr, 0.1, 1.5, value=1.0, step=0.05, label="Temperature",
                                             elem_id="temperature", buttons=[])
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="seed", minimum=0, maximum=MAX_SEED)
                 new = gr.Button("New faces", elem_id="new-faces", variant="primary")
@@ -163,7 +164,7 @@ def build_app(h: Handlers):
                     dim_sliders = _sliders(gr, [(f"z[{d}]", f"slider-z{d}") for d in dims], DIM_RANGE)
         gr.Markdown("### Interpolation from A to B")
         with gr.Row():
-            steps = _slider(gr)(3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
+            steps = _slider(gr, 3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
             mode = gr.Radio(["slerp", "linear"], value="slerp", label="Path", elem_id="mode")
             gif = gr.File(label="GIF download", elem_id="gif", interactive=False)
         strip = gr.Image(label="A to B", elem_id="strip", type="numpy", format="png", interactive=False,
@@ -212,12 +213,20 @@ def build_app(h: Handlers):
     return demo
 
 
-def launch(demo, host: str, port: int, extra_paths: list[Path] = (), block: bool = True):
-    """Serve `demo` on host:port, offline, uploads capped at MAX_UPLOAD_BYTES. Returns (app, local_url, share_url)."""
+def launch(demo, host: str, port: int, extra_paths: list[Path] = (), block: bool = True, say=print):
+    """Serve `demo` on host:port, offline, uploads capped at MAX_UPLOAD_BYTES. Returns (app, local_url, share_url).
+
+    Gradio's own start-up lines are silenced (their `share=True` hint does not apply to
+    an offline page); `say` gets one line with the address instead.
+    """
     gr = import_gradio()
-    return demo.queue(default_concurrency_limit=2).launch(
+    result = demo.queue(default_concurrency_limit=2).launch(
         server_name=host, server_port=port, share=False, inbrowser=False, max_file_size=MAX_UPLOAD_BYTES,
-        ssr_mode=False, mcp_server=False, show_error=False, quiet=False, prevent_thread_lock=not block,
+        ssr_mode=False, mcp_server=False, show_error=False, quiet=True, prevent_thread_lock=True,
         allowed_paths=[str(p) for p in extra_paths], footer_links=[], css=css(), theme=theme(gr),
         enable_monitoring=False, pwa=False,
     )
+    say(f"facevae serve: open {result[1]} in a browser (Ctrl+C stops the server)")
+    if block:
+        demo.block_thread()
+    return result
