@@ -14,6 +14,7 @@ from facevae.config import RunConfig
 from facevae.data.cache import default_cache_dir
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.sampling.serialize import load_sampler, save_sampler
@@ -63,8 +64,11 @@ def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: st
     from facevae.latent.encode import encode_images, split_images
 
     _, _, images = split_images(data, "train", cfg, progress=progress)
-    means, _ = encode_images(model, images, device)
-    return build_sampler(name, cfg.model.latent_dim, **fit_options(name, components)).fit(means.to(device))
+    with phase(f"encoding {len(images):,} training images", progress):
+        means, _ = encode_images(model, images, device)
+    sampler = build_sampler(name, cfg.model.latent_dim, **fit_options(name, components))
+    with phase(fit_line(sampler, len(means)), progress):
+        return sampler.fit(means.to(device))
 
 
 def fit_options(name: str, components: int) -> dict[str, int]:
