@@ -208,6 +208,21 @@ def test_smiling_slider_changes_the_edited_face(browser_page):
     assert _src(page, "#chosen img") == before  # the chosen face itself is untouched
 
 
+def test_common_attributes_come_first_with_readable_labels_and_a_focus_ring(browser_page):
+    from facevae.web.app import COMMON_ATTRIBUTES
+
+    page, _ = browser_page
+    ids = page.eval_on_selector_all("[id^=slider-]:not([id^=slider-z])", "els => els.map(e => e.id)")
+    assert ids[:len(COMMON_ATTRIBUTES)] == [f"slider-{n}" for n in COMMON_ATTRIBUTES] and len(ids) == 40
+    assert "5 o'Clock Shadow" in page.locator("#slider-5_o_Clock_Shadow").inner_text()
+    assert "Strength 1 moves the face" in page.locator("#strength-help").inner_text()
+    slider = page.locator("#slider-Male input[type=range]")
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    assert slider.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"  # Gradio's own style is none
+    page.keyboard.press("ArrowLeft")
+
+
 def test_an_out_of_range_strength_is_clamped_and_the_face_shows_the_clamped_value(browser_page):
     page, _ = browser_page
     if page.input_value("#slider-Smiling input[type=number]") != "0":

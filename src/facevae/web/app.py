@@ -18,6 +18,11 @@ from facevae.web.upload import MAX_UPLOAD_BYTES
 SLIDER_COLUMNS = 4
 ATTR_RANGE = 3.0  # strength 1 = one population spread along the attribute; 3 reaches the edge of the data
 DIM_RANGE = 3.0  # in standard deviations of that dimension's posterior mean
+# shown first, in this order: the attributes people look for
+COMMON_ATTRIBUTES = ("Smiling", "Eyeglasses", "Male", "Young", "Blond_Hair", "Bald", "Mustache", "Wearing_Hat")
+READABLE_LABELS = {"5_o_Clock_Shadow": "5 o'Clock Shadow"}
+STRENGTH_HELP = ("Strength 1 moves the face by one typical spread of the training faces along the attribute; "
+                 "-1 the other way; ±3 reaches the edge of the data. 0 is the chosen face.")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
 
 
@@ -97,18 +102,38 @@ def _slider(gr, *args, **kwargs):
     return slider
 
 
-def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float, info: str | None = None) -> list:
-    sliders = []
-    columns = [labels_ids[i::SLIDER_COLUMNS] for i in range(SLIDER_COLUMNS)]
-    with gr.Row(elem_classes=["slider-grid"]):
-        for col in columns:
-            with gr.Column(min_width=150):
-                for label, elem_id in col:
-                    sliders.append((elem_id, _slider(gr, -limit, limit, value=0.0, step=0.1, label=label,
-                                                       elem_id=elem_id, buttons=[])))
-    # columns were filled round-robin; hand them back in the handlers' order
-    order = {eid: i for i, (_, eid) in enumerate(labels_ids)}
-    return [s for _, s in sorted(sliders, key=lambda t: order[t[0]])]
+def attribute_label(name: str) -> str:
+    return READABLE_LABELS.get(name, name.replace("_", " "))
+
+
+def _sliders(gr, labels_ids: list[tuple[str, str]], limit: float) -> dict:
+    """elem_id -> slider, in rows of SLIDER_COLUMNS so that every column lines up."""
+    sliders = {}
+    for i in range(0, len(labels_ids), SLIDER_COLUMNS):
+        row = labels_ids[i:i + SLIDER_COLUMNS]
+        with gr.Row(elem_classes=["slider-row"], equal_height=True):
+            for label, elem_id in row:
+                sliders[elem_id] = _slider(gr, -limit, limit, value=0.0, step=0.1, label=label, elem_id=elem_id,
+                                           elem_classes=["centred"], buttons=[], min_width=150)
+            for _ in range(SLIDER_COLUMNS - len(row)):
+                gr.Column(min_width=150)  # a short last row keeps the others' column widths
+    return sliders
+
+
+def _attribute_sliders(gr, names: list[str]) -> list:
+    """The common attributes first, then the rest; handed back in `names`' order (the handlers')."""
+    common = [n for n in COMMON_ATTRIBUTES if n in names]
+    groups = [(f"Common attributes ({len(common)})", common),
+              (f"More attributes ({len(names) - len(common)})", [n for n in names if n not in common])]
+    sliders = {}
+    for title, group in groups:
+        if not group:
+            continue
+        with gr.Accordion(title, open=True):
+            if group is common or not common:
+                gr.Markdown(STRENGTH_HELP, elem_id="strength-help")
+            sliders.update(_sliders(gr, [(attribute_label(n), f"slider-{n}") for n in group], ATTR_RANGE))
+    return [sliders[f"slider-{n}"] for n in names]
 
 
 def build_app(h: Handlers):
@@ -152,16 +177,14 @@ def build_app(h: Handlers):
                         end_a = _image(gr, "A", "end-a", 72, buttons=())
                         use_b = gr.Button("Use as B", elem_id="use-b", size="sm")
                         end_b = _image(gr, "B", "end-b", 72, buttons=())
-                with gr.Accordion(f"Attributes ({len(ex.attr_names)})", open=True):
-                    if ex.attr_names:
-                        attr_sliders = _sliders(gr, [(n.replace("_", " "), f"slider-{n}") for n in ex.attr_names],
-                                                ATTR_RANGE)
-                    else:
-                        attr_sliders = []
-                        gr.Markdown(ex.attr_note, elem_id="attributes-note")
+                if ex.attr_names:
+                    attr_sliders = _attribute_sliders(gr, ex.attr_names)
+                else:
+                    attr_sliders = []
+                    gr.Markdown(ex.attr_note, elem_id="attributes-note")
                 with gr.Accordion(f"Most active latent dimensions ({len(ex.dims)})", open=True):
                     dims = [int(d) for d in ex.dims]
-                    dim_sliders = _sliders(gr, [(f"z[{d}]", f"slider-z{d}") for d in dims], DIM_RANGE)
+                    dim_sliders = list(_sliders(gr, [(f"z[{d}]", f"slider-z{d}") for d in dims], DIM_RANGE).values())
         gr.Markdown("### Interpolation from A to B")
         with gr.Row():
             steps = _slider(gr, 3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
