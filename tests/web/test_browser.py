@@ -174,6 +174,7 @@ def test_page_loads_with_faces_sliders_and_crop_note(browser_page):
     assert page.locator("[id^=slider-z] input[type=range]").count() == 8  # latent dims (tiny model has 8)
     assert "148x148" in page.content()  # the expected crop is stated on the page
     assert page.locator("#strip img").count() == 1 and page.locator("#gif a").count() >= 1
+    assert _src(page, "#gif-preview img").endswith("/facevae-interpolation-slerp-8.gif")  # shown, not only linked
 
 
 def test_serve_prints_its_own_address_line(browser_page, server):
@@ -206,6 +207,7 @@ def test_smiling_slider_changes_the_edited_face(browser_page):
     after = _wait_src_change(page, "#edited img", before)
     assert _bytes(page, after) != _bytes(page, before)
     assert _src(page, "#chosen img") == before  # the chosen face itself is untouched
+    assert page.get_attribute("#edited a[download]", "download") == "facevae-edit-smiling+2.5.png"
 
 
 def test_common_attributes_come_first_with_readable_labels_and_a_focus_ring(browser_page):
@@ -296,12 +298,34 @@ def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page,
                          files=[{"name": "face.png", "mimeType": "image/png", "buffer": b"I am text, not a face.\n" * 40}])
     page.wait_for_function("() => document.querySelector('#upload-error').innerText.includes('Upload rejected')")
     assert "not an image" in page.locator("#upload-error").inner_text()
+    red, green, _ = map(int, page.locator("#upload-error p").evaluate("e => getComputedStyle(e).color")[4:-1].split(","))
+    assert red > 150 and green < 80  # the error style reaches the text, not only its wrapper
     assert proc.poll() is None
     # a real photo afterwards is taken: reconstruction shown, the error gone
-    photo = sorted((web_data / "img_align_celeba").glob("*.jpg"))[0]
-    page.set_input_files("#upload input[type=file]", files=[str(photo.resolve())])
+    photos = sorted((web_data / "img_align_celeba").glob("*.jpg"))
+    page.set_input_files("#upload input[type=file]", files=[str(photos[0].resolve())])
     page.wait_for_selector("#upload-recon img")
     page.wait_for_function("() => document.querySelector('#upload-error').innerText.trim() === ''")
+    # the drop zone is back: a second photo replaces the first without pressing x
+    assert "Drop File Here" in page.locator("#upload").inner_text()
+    before = _src(page, "#upload-recon img")
+    page.set_input_files("#upload input[type=file]", files=[str(photos[1].resolve())])
+    _wait_src_change(page, "#upload-recon img", before)
+
+
+def test_a_landscape_photo_is_taken_with_a_warning(browser_page):
+    import io
+
+    from PIL import Image
+
+    page, _ = browser_page
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 360), (120, 160, 200)).save(buf, format="PNG")
+    before = _src(page, "#upload-recon img")
+    page.set_input_files("#upload input[type=file]",
+                         files=[{"name": "beach.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    _wait_src_change(page, "#upload-recon img", before)  # taken
+    page.wait_for_function("() => document.querySelector('#upload-error').innerText.includes('landscape')")
 
 
 def test_a_path_sent_by_a_client_is_never_read(browser_page, server, tmp_path):

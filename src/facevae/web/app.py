@@ -24,6 +24,9 @@ READABLE_LABELS = {"5_o_Clock_Shadow": "5 o'Clock Shadow"}
 STRENGTH_HELP = ("Strength 1 moves the face by one typical spread of the training faces along the attribute; "
                  "-1 the other way; ±3 reaches the edge of the data. 0 is the chosen face.")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
+# No public API: every interaction needs the session's state (the chosen latent), which a
+# bare API call does not have; scripts use facevae.generate or facevae.web.handlers instead.
+PAGE_ONLY = {"api_visibility": "private"}
 
 
 def import_gradio():
@@ -55,7 +58,7 @@ def header(h: Handlers) -> str:
             f"Model: {ex.label} ({ex.cfg.model.kind}, {size}x{size} pixels, {ex.latent_dim}-dim latent).  \n"
             f"Draw random faces, click one to edit it with the sliders, or upload your own photo. "
             f"The model expects CelebA-aligned faces: a centered {crop}x{crop} crop of the 178x218 aligned "
-            f"image, resized to {size}x{size}.")
+            f"image, resized to {size}x{size}. Pictures download at the model's {size}x{size} pixels.")
 
 
 def crop_note(h: Handlers) -> str:
@@ -190,18 +193,36 @@ def build_app(h: Handlers):
             steps = _slider(gr, 3, 16, value=8, step=1, label="Steps", elem_id="steps", buttons=[])
             mode = gr.Radio(["slerp", "linear"], value="slerp", label="Path", elem_id="mode")
             gif = gr.File(label="GIF download", elem_id="gif", interactive=False)
+            gif_preview = gr.Image(label="Animated", elem_id="gif-preview", type="filepath", interactive=False,
+                                   height=140, buttons=[])
         strip = gr.Image(label="A to B", elem_id="strip", type="numpy", format="png", interactive=False,
                          buttons=["download"])
 
         sliders = attr_sliders + dim_sliders
         draw_in = [sampler, temperature, seed, state]
-        demo.load(wrap(h.start), [sampler, temperature, seed, steps, mode],
-                  [faces, state, chosen, edited, *sliders, end_a, end_b, strip, gif])
-        new.click(wrap(h.new_faces), draw_in, [seed, faces, state], show_progress="minimal")
+
+        def start(*args):
+            faces_, state_, chosen_, edited_, *rest = h.start(*args)
+            *zeros, a, b, strip_, gif_ = rest
+            return (faces_, state_, chosen_, edited_, *zeros, a, b, *named_strip(strip_, gif_, *args[3:]))
+
+        def named_strip(strip_, gif_, steps_, mode_):
+            return h.named_png(strip_, f"facevae-interpolation-{mode_}-{int(steps_)}.png"), gif_, gif_
+
+        def interpolate(state_, steps_, mode_):
+            return named_strip(*h.interpolate(state_, steps_, mode_), steps_, mode_)
+
+        def edit(state_, *values):
+            return h.named_png(h.edit(state_, *values), h.edit_name(values))
+
+        interp_in, interp_out = [state, steps, mode], [strip, gif, gif_preview]
+        demo.load(wrap(start), [sampler, temperature, seed, steps, mode],
+                  [faces, state, chosen, edited, *sliders, end_a, end_b, *interp_out], **PAGE_ONLY)
+        new.click(wrap(h.new_faces), draw_in, [seed, faces, state], show_progress="minimal", **PAGE_ONLY)
         # .change, not .input or .release: it also fires for keyboard steps and for the clamp
         # of an out-of-range number on blur, so the picture always shows the value on screen
         gr.on([sampler.input, temperature.change, seed.submit], wrap(h.draw), draw_in, [faces, state],
-              trigger_mode="always_last", show_progress="minimal")
+              trigger_mode="always_last", show_progress="minimal", **PAGE_ONLY)
 
         def choose(state, evt):
             return h.choose(state, evt.index)
@@ -209,30 +230,31 @@ def build_app(h: Handlers):
         # set as an object, not a string: Gradio reads it to pass the click's data
         choose.__annotations__["evt"] = gr.SelectData
 
-        faces.select(wrap(choose), [state], [state, chosen, edited, *sliders], show_progress="hidden")
+        faces.select(wrap(choose), [state], [state, chosen, edited, *sliders], show_progress="hidden", **PAGE_ONLY)
         if sliders:
-            gr.on([s.change for s in sliders], wrap(h.edit), [state, *sliders], edited,
-                  trigger_mode="always_last", show_progress="hidden")
-        reset.click(wrap(h.reset), [state], [edited, *sliders], show_progress="hidden")
+            gr.on([s.change for s in sliders], wrap(edit), [state, *sliders], edited,
+                  trigger_mode="always_last", show_progress="hidden", **PAGE_ONLY)
+        reset.click(wrap(h.reset), [state], [edited, *sliders], show_progress="hidden", **PAGE_ONLY)
 
         upload_out = [upload_error, upload, cropped, recon, state, chosen, edited, *sliders]
 
         def on_upload(data, state):
             try:
-                return ("", gr.skip(), *h.upload(data, state))
+                note, *pictures = h.upload(data, state)
+                message = f"Note: {note}" if note else ""
             except FacevaeError as e:
-                # the rejected file is cleared so the next one can be dropped straight away
                 return (f"Upload rejected: {e}", None, *[gr.skip()] * (len(upload_out) - 2))
+            # cleared either way, so the next photo can be dropped straight onto the drop zone
+            return (message, None, *pictures)
 
-        upload.upload(on_upload, [upload, state], upload_out, show_progress="hidden")
+        upload.upload(on_upload, [upload, state], upload_out, show_progress="hidden", **PAGE_ONLY)
 
-        interp_in, interp_out = [state, steps, mode], [strip, gif]
         for button, which, image in ((use_a, "a", end_a), (use_b, "b", end_b)):
             button.click(wrap(functools.partial(h.set_end, which)), [state, *sliders], [state, image],
-                         show_progress="hidden", api_name=f"set_end_{which}").then(
-                wrap(h.interpolate), interp_in, interp_out, show_progress="minimal")
-        gr.on([steps.change, mode.input], wrap(h.interpolate), interp_in, interp_out, trigger_mode="always_last",
-              show_progress="minimal")
+                         show_progress="hidden", **PAGE_ONLY).then(
+                wrap(interpolate), interp_in, interp_out, show_progress="minimal", **PAGE_ONLY)
+        gr.on([steps.change, mode.input], wrap(interpolate), interp_in, interp_out, trigger_mode="always_last",
+              show_progress="minimal", **PAGE_ONLY)
     return demo
 
 
@@ -246,7 +268,7 @@ def launch(demo, host: str, port: int, extra_paths: list[Path] = (), block: bool
     result = demo.queue(default_concurrency_limit=2).launch(
         server_name=host, server_port=port, share=False, inbrowser=False, max_file_size=MAX_UPLOAD_BYTES,
         ssr_mode=False, mcp_server=False, show_error=False, quiet=True, prevent_thread_lock=True,
-        allowed_paths=[str(p) for p in extra_paths], footer_links=[], css=css(), theme=theme(gr),
+        allowed_paths=[str(p) for p in extra_paths], footer_links=["settings"], css=css(), theme=theme(gr),
         enable_monitoring=False, pwa=False,
     )
     say(f"facevae serve: open {result[1]} in a browser (Ctrl+C stops the server)")
