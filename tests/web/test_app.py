@@ -119,6 +119,19 @@ def test_badly_suited_photos_are_taken_with_a_warning(handlers, started, size, w
     assert warned in notes and _is_face(seen)  # warned, not refused
 
 
+def test_an_example_photo_is_taken_like_an_upload(explorer, tmp_path, started):
+    from facevae.web.handlers import example_photos
+    from tests.conftest import make_celeba
+
+    photos = example_photos(make_celeba(tmp_path / "celeba", n=12), n=2)
+    h = Handlers(explorer, n_faces=6, gif_dir=tmp_path / "gifs", examples=photos)
+    taken = h.example(started[1], 1)
+    np.testing.assert_array_equal(taken[1], h.upload(photos[1], started[1])[1])
+    assert len(photos) == 2 and read_upload(photos[0]).size == (178, 218)
+    with pytest.raises(FacevaeError, match="no example photo number 2"):
+        h.example(started[1], 2)
+
+
 def test_upload_handler_rejects_text_and_keeps_the_state(handlers, started):
     state = started[1]
     with pytest.raises(FacevaeError, match="not an image"):

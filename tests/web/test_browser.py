@@ -313,6 +313,14 @@ def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page,
     _wait_src_change(page, "#upload-recon img", before)
 
 
+def test_an_example_photo_from_data_is_taken_with_one_click(browser_page):
+    page, _ = browser_page
+    assert page.locator("#examples img").count() == 8  # serve --data: validation photos offered
+    before = _src(page, "#upload-input img")
+    page.locator("#examples img").nth(2).click()
+    _wait_src_change(page, "#upload-input img", before)
+
+
 def test_a_landscape_photo_is_taken_with_a_warning(browser_page):
     import io
 

@@ -80,6 +80,13 @@ def _user_errors(gr, fn):
     return wrapper
 
 
+def _thumbnail(data: bytes, width: int = 96):
+    from facevae.web.upload import read_upload
+
+    img = read_upload(data)
+    return img.resize((width, round(img.height * width / img.width)))
+
+
 def _image(gr, label: str, elem_id: str, height: int = 220, buttons=("download",)):
     return gr.Image(label=label, elem_id=elem_id, elem_classes=["face"], type="numpy", format="png",
                     interactive=False, height=height, buttons=list(buttons))
@@ -163,6 +170,11 @@ def build_app(h: Handlers):
                 gr.Markdown(crop_note(h))
                 upload = gr.File(label="Face photo", type="binary", file_types=["image"], elem_id="upload")
                 upload_error = gr.Markdown("", elem_id="upload-error")
+                examples = None
+                if h.examples:
+                    examples = gr.Gallery([_thumbnail(b) for b in h.examples], label="Or click an example photo",
+                                          elem_id="examples", columns=8, height="auto", format="png",
+                                          allow_preview=False, interactive=False)
                 with gr.Row():
                     cropped = _image(gr, "What the model sees", "upload-input", 160)
                     recon = _image(gr, "Reconstruction", "upload-recon", 160)
@@ -238,16 +250,25 @@ def build_app(h: Handlers):
 
         upload_out = [upload_error, upload, cropped, recon, state, chosen, edited, *sliders]
 
+        def noted(note, *pictures):
+            return (f"Note: {note}" if note else "", *pictures)
+
         def on_upload(data, state):
             try:
-                note, *pictures = h.upload(data, state)
-                message = f"Note: {note}" if note else ""
+                message, *pictures = noted(*h.upload(data, state))
             except FacevaeError as e:
                 return (f"Upload rejected: {e}", None, *[gr.skip()] * (len(upload_out) - 2))
             # cleared either way, so the next photo can be dropped straight onto the drop zone
             return (message, None, *pictures)
 
         upload.upload(on_upload, [upload, state], upload_out, show_progress="hidden", **PAGE_ONLY)
+        if examples is not None:
+            def on_example(state, evt):
+                message, *pictures = noted(*h.example(state, evt.index))
+                return (message, gr.skip(), *pictures)
+
+            on_example.__annotations__["evt"] = gr.SelectData
+            examples.select(wrap(on_example), [state], upload_out, show_progress="hidden", **PAGE_ONLY)
 
         for button, which, image in ((use_a, "a", end_a), (use_b, "b", end_b)):
             button.click(wrap(functools.partial(h.set_end, which)), [state, *sliders], [state, image],

@@ -32,9 +32,11 @@ State = dict
 class Handlers:
     """One method per interaction of the page, sharing one Explorer; downloads go to `gif_dir` (a temp folder)."""
 
-    def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None):
+    def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None,
+                 examples: list[bytes] = ()):
         self.ex = explorer
         self.n_faces = n_faces
+        self.examples = list(examples)  # photos (file bytes) offered on the page, e.g. from --data
         self._tmp = None if gif_dir else tempfile.TemporaryDirectory(prefix="facevae-web-")
         self.gif_dir = Path(gif_dir or self._tmp.name)
         self._files: collections.deque[Path] = collections.deque()
@@ -104,6 +106,12 @@ class Handlers:
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
         notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))
         return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
+
+    def example(self, state: State | None, index: int) -> tuple:
+        """An example photo clicked: taken exactly as if it had been uploaded. -> as `upload`"""
+        if not 0 <= int(index) < len(self.examples):
+            raise FacevaeError(f"there is no example photo number {index}")
+        return self.upload(self.examples[int(index)], state)
 
     def _set_base(self, state: State, base: torch.Tensor) -> tuple:
         face = self.ex.decode(base[None])[0]
@@ -196,3 +204,15 @@ def _seed(seed) -> int:
     except (TypeError, ValueError, OverflowError):
         raise FacevaeError(f"the seed must be a whole number, got {seed!r}") from None
     return min(max(seed, 0), MAX_SEED)
+
+
+def example_photos(data: str | Path, n: int = 8) -> list[bytes]:
+    """The first `n` validation photos of a CelebA folder, as file bytes (the page's examples)."""
+    from facevae.data import open_dataset
+
+    ds = open_dataset(data)
+    try:
+        idx = ds.split_indices("valid")[:n]
+    except FacevaeError:
+        idx = ds.split_indices("train")[:n]
+    return [p.read_bytes() for p in ds.paths(idx)]
