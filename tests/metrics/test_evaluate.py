@@ -82,6 +82,15 @@ def test_bad_options_fail_before_any_work():
         ev._check_options(ev.EvalOptions(fid_reference_images=-1))
 
 
+def test_slow_cpu_defaults_are_announced_with_the_quick_flags():
+    from facevae.cli.evaluate import QUICK_FLAGS, cpu_time_warning
+
+    warning = cpu_time_warning(ev.EvalOptions(device="cpu"))  # the defaults: 10,000 samples per sampler
+    assert warning.startswith("warning: FID here sends about 60,000 images") and QUICK_FLAGS in warning
+    assert cpu_time_warning(ev.EvalOptions(device="cpu", fid_samples=200, samplers=("prior", "gmm"))) is None
+    assert cpu_time_warning(ev.EvalOptions(device="cpu", fid_samples=0)) is None
+
+
 def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
     from facevae.cli import main
 
