@@ -22,7 +22,7 @@ import pytest
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-START_TIMEOUT_S = 90
+START_TIMEOUT_S = 180  # a loaded 2-core machine can take minutes to import Gradio and torch
 TIMEOUT_MS = 30_000
 
 pytestmark = [
