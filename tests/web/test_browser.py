@@ -107,7 +107,8 @@ def browser(server):
             page.set_default_timeout(TIMEOUT_MS)
             page.route("**/*", route)
             page.goto(url)
-            page.wait_for_selector("#faces img")
+            # the first answer (model start-up, Gradio's assets) can take a while on a loaded machine
+            page.wait_for_selector("#faces img", timeout=START_TIMEOUT_S * 1000)
             page.wait_for_selector("#edited img")
             return page
 
