@@ -10,6 +10,10 @@ from tests.conftest import mini_slice, tiny_config
 
 N_TRAIN, N_VALID = 2000, 100
 TRAIN_SETTINGS = ("train.max_steps=40", "train.batch_size=32", "data.draft=true", "data.workers=2")
+# Tiny fits, stored where `serve --data` looks first: left to itself it would fit the default
+# 4,000-step two-stage sampler, which took most of the suite's time on a loaded 2-core machine.
+TINY_FITS = {"gaussian": {}, "gmm": {"components": 10}, "two_stage": {"hidden": 16, "steps": 40},
+             "diffusion": {"hidden": 16, "steps": 20, "sample_steps": 5}}
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +25,10 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 def web_run(web_data, tmp_path_factory) -> Path:
     """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
     from facevae.latent.attributes import attribute_vectors
-    from facevae.sampling.store import get_sampler
+    from facevae.latent.encode import encode_images, split_images
+    from facevae.sampling import build_sampler
+    from facevae.sampling.serialize import save_sampler
+    from facevae.sampling.store import sampler_file, store_dirs
     from facevae.training.checkpoint import load_model
     from facevae.training.run import train
 
@@ -33,20 +40,11 @@ def web_run(web_data, tmp_path_factory) -> Path:
         train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
         model, cfg = load_model(run)
         attribute_vectors(run, model, cfg, data=web_data)
-        for name in ("gaussian", "gmm"):
-            get_sampler(run, model, cfg, name=name, data=web_data, progress=False)
-        store_tiny_diffusion(run, model, cfg, web_data)
+        means, _ = encode_images(model, split_images(web_data, "train", cfg, progress=False)[2])
+        for name, options in TINY_FITS.items():
+            fitted = build_sampler(name, cfg.model.latent_dim, **options).fit(means)
+            save_sampler(fitted, store_dirs(run)[-1] / sampler_file(name, options.get("components", 10), run))
     finally:
         torch.set_num_threads(threads)
     return run
 
-
-def store_tiny_diffusion(run: Path, model, cfg, data: Path) -> None:
-    """The default diffusion fit takes minutes; a tiny fit stored under its name stands in for it."""
-    from facevae.latent.encode import encode_images, split_images
-    from facevae.sampling import DiffusionSampler, save_sampler
-    from facevae.sampling.store import sampler_file, store_dirs
-
-    means, _ = encode_images(model, split_images(data, "train", cfg, progress=False)[2])
-    tiny = DiffusionSampler(cfg.model.latent_dim, hidden=16, steps=20, sample_steps=5).fit(means)
-    save_sampler(tiny, store_dirs(run)[-1] / sampler_file("diffusion", 10, run))

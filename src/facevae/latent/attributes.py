@@ -25,9 +25,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from facevae.config import RunConfig
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 from facevae.io import atomic_write
 from facevae.models.vae import VAE
+from facevae.phase import phase
 
 CACHE_NAME = "attribute_vectors.safetensors"
 FORMAT = "facevae-attributes-1"
@@ -80,7 +81,7 @@ def attribute_index(names: Sequence[str], name: str) -> int:
     key = name.strip().lower()
     if key in lower:
         return lower.index(key)
-    raise FacevaeError(f"unknown attribute {name!r}; valid names: {', '.join(names)}")
+    raise FacevaeError(f"unknown attribute {name!r}{did_you_mean(name, names)}; valid names: {', '.join(names)}")
 
 
 def parse_attribute_weights(items: Sequence[str]) -> list[tuple[str, float]]:
@@ -251,15 +252,16 @@ def _compute_from_data(model: VAE, cfg: RunConfig, data, ds, device, progress: b
     from facevae.latent.encode import encode_images, split_images
 
     _, idx, images = split_images(data, "train", cfg, progress=progress)
-    means, _ = encode_images(model, images, device)
+    with phase(f"attribute vectors: encoding {len(images):,} training images", progress):
+        means, _ = encode_images(model, images, device)
     attrs = torch.from_numpy(ds.attributes[idx.numpy()].astype("int64"))
     return compute_bank(means, attrs, ds.attr_names)
 
 
 def attribute_vectors(ckpt: str | Path | None, model: VAE, cfg: RunConfig, data: str | Path | None = None,
-                      device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor]:
+                      device: str | torch.device = "cpu", progress: bool = True) -> tuple[list[str], torch.Tensor]:
     """(40 names, (40, D) float32 steps) for the web app: z + s * steps[i] edits attribute i with strength s."""
-    bank = attribute_bank(ckpt, model, cfg, data=data, device=device, progress=False)
+    bank = attribute_bank(ckpt, model, cfg, data=data, device=device, progress=progress)
     return bank.names, bank.steps
 
 

@@ -43,6 +43,7 @@ from facevae.metrics import fid
 from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatches, reference_protocol
 from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 from facevae.viz.grid import to_uint8
 
 REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
@@ -274,7 +275,9 @@ def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, ima
             continue
         if latents is None:
             latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)
-        out[name] = (s.fit(latents.to(device)), f"fitted on the posterior means of {len(latents)} training images")
+        with phase(fit_line(s, len(latents)), opts.progress):
+            s.fit(latents.to(device))
+        out[name] = (s, f"fitted on the posterior means of {len(latents)} training images")
     return out
 
 
@@ -292,11 +295,13 @@ def check_samplers(names: tuple[str, ...]) -> None:
 @dataclass
 class _Clock:
     seconds: dict[str, float] = field(default_factory=dict)
+    progress: bool = False  # a line per phase on stderr
 
     def time(self, name: str, fn: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
-            return fn()
+            with phase(f"evaluate: {name}", self.progress):
+                return fn()
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 2)
 
@@ -334,7 +339,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     step = _step_of(weights_path)  # read next to the weights: a training run replaces the file every epoch
     model, cfg = load_model(ckpt, dev)
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock, digest = _Clock(), state_digest(model)
+    clock, digest = _Clock(progress=opts.progress), state_digest(model)
     ds = open_dataset(data, cfg.data.val_fraction)
     eval_idx = ds.split_indices(opts.split)
     if extractor is not None:

@@ -14,8 +14,9 @@ from facevae.config import RunConfig
 from facevae.data.cache import default_cache_dir
 from facevae.errors import FacevaeError
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 from facevae.sampling.base import Sampler
-from facevae.sampling.registry import SAMPLERS, build_sampler
+from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.sampling.serialize import load_sampler, save_sampler
 from facevae.training.checkpoint import bundled_weights, resolve_weights, weights_digest
 
@@ -43,8 +44,7 @@ def get_sampler(ckpt: str | Path | None, model: VAE, cfg: RunConfig, *, name: st
                 data: str | Path | None = None, device: torch.device | str = "cpu",
                 progress: bool = True) -> Sampler:
     """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
-    if name not in SAMPLERS:
-        raise FacevaeError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
+    sampler_class(name)  # an unknown name fails here, with a suggestion
     if name == "prior":
         return build_sampler("prior", cfg.model.latent_dim).to(device)
     fname = sampler_file(name, components, ckpt)
@@ -64,8 +64,11 @@ def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: st
     from facevae.latent.encode import encode_images, split_images
 
     _, _, images = split_images(data, "train", cfg, progress=progress)
-    means, _ = encode_images(model, images, device)
-    return build_sampler(name, cfg.model.latent_dim, **fit_options(name, components)).fit(means.to(device))
+    with phase(f"encoding {len(images):,} training images", progress):
+        means, _ = encode_images(model, images, device)
+    sampler = build_sampler(name, cfg.model.latent_dim, **fit_options(name, components))
+    with phase(fit_line(sampler, len(means)), progress):
+        return sampler.fit(means.to(device))
 
 
 def fit_options(name: str, components: int) -> dict[str, int]:

@@ -15,6 +15,7 @@ from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
 from facevae.training import checkpoint as ckpt
 from facevae.training import distributed
+from facevae.training import summary
 from facevae.training.distributed import check_batch
 from facevae.training.runlock import run_lock
 from facevae.training.trainer import Trainer, TrainResult
@@ -120,6 +121,7 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
         print(f"note: {dataset.missing} images listed in the annotations are missing from "
               f"{dataset.image_dir}; training on the {len(dataset)} present")
     size = cfg.model.image_size
+    cache, cache_was_there = summary.cache_file(dataset, cfg), summary.cache_file(dataset, cfg).exists()
     images = load_images(dataset, size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=progress and rank == 0)
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
@@ -143,8 +145,14 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress)
+    splits = {"train": len(train_idx), "valid": len(val_idx)}
+    if rank == 0:
+        summary.say(summary.start_lines(trainer, dataset, splits, cache, cache_was_there, resume))
     with kernel_choice(cfg.train.deterministic, dev):
-        return trainer.fit(resume=resume)
+        result = trainer.fit(resume=resume)
+    if rank == 0:
+        summary.say(summary.end_lines(run_dir))
+    return result
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:

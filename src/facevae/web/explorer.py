@@ -180,8 +180,7 @@ def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: in
         return out, "Only the prior is available: this install has no fitted-sampler store."
     for name in SAMPLER_NAMES:
         try:
-            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device=device,
-                            progress=False)
+            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device=device)
         except (FacevaeError, NotImplementedError):
             s = None
         # a store that answers every name with the prior must not pose as a fitted sampler
