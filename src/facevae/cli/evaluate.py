@@ -53,10 +53,7 @@ def evaluate(
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)
     check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
-    check_samplers(names)  # a mistyped name fails first, before the time warning
-    warning = cpu_time_warning(opts)
-    if warning:
-        typer.echo(warning, err=True)
+    check_samplers(names)
     m = run_evaluate(ckpt, data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
@@ -69,26 +66,6 @@ def _num(x, digits: int) -> str:
 
 def _clustering(part: dict) -> str:
     return f"; +- clustered by {part['identities']} identities" if "identities" in part else "; +- per image"
-
-
-# NVIDIA's folded Inception on a 2-core CPU, busy to idle (docs/evaluation.md: 11-12 images/s idle)
-CPU_INCEPTION_IMAGES_PER_S = (4.0, 12.0)
-QUICK_FLAGS = "--fid-samples 200 --samplers prior,gmm --iw-samples 8 --likelihood-images 256"
-
-
-def cpu_time_warning(opts) -> str | None:
-    """A warning when FID on the CPU would take more than about 10 minutes, with the flags that make it quick."""
-    from facevae.training.run import resolve_device
-
-    if not opts.fid_samples or resolve_device(opts.device).type != "cpu":
-        return None
-    # samples of each sampler, as many reference images, and the reconstructions
-    images = opts.fid_samples * (len(opts.samplers) + 2)
-    slow, fast = (images / rate / 60 for rate in CPU_INCEPTION_IMAGES_PER_S)
-    if fast < 10:
-        return None
-    return (f"warning: FID here sends about {images:,} images through Inception on the CPU: {fast:,.0f} to "
-            f"{slow:,.0f} minutes (4 to 12 images/s on 2 cores). Quicker: {QUICK_FLAGS}, or --device cuda")
 
 
 def summary_lines(m: dict) -> list[str]:

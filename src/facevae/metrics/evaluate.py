@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -345,6 +346,9 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     if extractor is not None:
         opts = _protocol_default(ds, cfg, extractor, opts)
     committed = _committed_references(ds, cfg, extractor, opts) if extractor is not None else {}
+    warning = cpu_time_warning(opts, dev, committed.get("samples") is not None)
+    if warning and opts.progress:  # after the checks: a bad input gets its one error line alone
+        print(warning, file=sys.stderr, flush=True)
     images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
                          progress=opts.progress)
     x8 = read_subset(images, eval_idx)
@@ -422,6 +426,24 @@ def _protocol(ckpt, weights_path: Path, digest: str, ds: FaceDataset, cfg: RunCo
 
 def _sample_reference_count(opts: EvalOptions) -> int:
     return opts.fid_samples if opts.fid_reference_images is None else opts.fid_reference_images
+
+
+# NVIDIA's folded Inception on a 2-core CPU, busy to idle (docs/evaluation.md: 11-12 images/s idle)
+CPU_INCEPTION_IMAGES_PER_S = (4.0, 12.0)
+QUICK_FLAGS = "--fid-samples 200 --samplers prior,gmm --iw-samples 8 --likelihood-images 256"
+
+
+def cpu_time_warning(opts: EvalOptions, dev: torch.device, reference_shipped: bool = False) -> str | None:
+    """A warning when FID on the CPU would take more than about 10 minutes, with the flags that make it quick."""
+    if not opts.fid_samples or dev.type != "cpu":
+        return None
+    # samples of each sampler, the reconstructions, and the reference unless its statistics ship
+    images = opts.fid_samples * (len(opts.samplers) + (1 if reference_shipped else 2))
+    slow, fast = (images / rate / 60 for rate in CPU_INCEPTION_IMAGES_PER_S)
+    if fast < 10:
+        return None
+    return (f"warning: FID here sends about {images:,} images through Inception on the CPU: {fast:,.0f} to "
+            f"{slow:,.0f} minutes (4 to 12 images/s on 2 cores). Quicker: {QUICK_FLAGS}, or --device cuda")
 
 
 def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,
