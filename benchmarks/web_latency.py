@@ -112,6 +112,9 @@ def main() -> None:
             "new_faces": lambda i: h.new_faces("prior", 0.8, i, state),
             "choose_face": lambda i: h.choose(state, i % args.faces),
             "slider_move": lambda i: h.edit(state, *values[i % len(values)]),
+            # what the page does: the edited face also written as a named PNG for its download
+            "slider_move_named_png": lambda i: h.named_png(h.edit(state, *values[i % len(values)]),
+                                                           h.edit_name(values[i % len(values)])),
             "reset_sliders": lambda i: h.reset(state),
             "upload_photo": lambda i: h.upload(jpeg, state),
             "upload_rejected": lambda i: rejected(h, state),

@@ -46,6 +46,23 @@ def test_help_for_each_command():
         assert r.returncode == 0 and "Usage" in r.stdout and "--out" in r.stdout
 
 
+def test_help_shows_flags_as_flag_slash_no_flag_without_type_tags():
+    from typer.testing import CliRunner
+
+    import facevae.cli  # noqa: F401  (registers the commands)
+    from facevae.cli.app import app
+
+    runner = CliRunner()
+    helps = {c.callback.__name__: runner.invoke(app, [c.name or c.callback.__name__, "--help"], terminal_width=200)
+             for c in app.registered_commands}
+    assert {"train", "edit", "evaluate", "serve"} <= set(helps)
+    for name, r in helps.items():
+        assert r.exit_code == 0, name
+        assert "<bool>" not in r.output and "<list" not in r.output, (name, r.output)
+    assert "--progress / --no-progress" in helps["train"].output
+    assert "--set KEY=VALUE" in helps["train"].output and "--attribute NAME[=W]" in helps["edit"].output
+
+
 def test_missing_data_path(tmp_path):
     assert_user_error(facevae("train", "--data", tmp_path / "nope", "--out", tmp_path / "r"), "does not exist")
 
@@ -73,6 +90,12 @@ def test_corrupt_image_during_cache_build(tmp_path):
 def test_unknown_config_key(tmp_path, fake_celeba):
     assert_user_error(facevae("train", "--data", fake_celeba, "--out", tmp_path / "r", "--set", "model.size=3"),
                       "unknown config key 'model.size'")
+
+
+def test_mistyped_sampler_gets_a_suggestion(tmp_path):
+    assert_user_error(facevae("sample", "--sampler", "gmn", "--out", tmp_path / "s.png"),
+                      "unknown sampler 'gmn' (did you mean 'gmm'?)")
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_unknown_option_is_a_usage_error(tmp_path):

@@ -114,3 +114,17 @@ def test_a_bad_name_stops_train_before_the_run_folder_is_made(tmp_path, key):
     assert isinstance(result.exception, FacevaeError)
     assert f"choose one of: {', '.join(choices(key))}" in str(result.exception)
     assert not out.exists()
+
+
+def test_the_quick_recipe_is_the_celeba64_model_on_a_step_budget():
+    quick, full = RunConfig.load("celeba64-quick"), RunConfig.load("celeba64")
+    quick.validate()
+    assert quick.model == full.model  # the same faces, just less trained
+    assert quick.train.max_steps * quick.train.batch_size == 128_000  # ~10 min at 220-374 images/s on 2 cores
+
+
+def test_a_mistyped_key_or_name_gets_did_you_mean():
+    with pytest.raises(FacevaeError, match=r"unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys"):
+        RunConfig().override(["train.lrr=1"])
+    with pytest.raises(FacevaeError, match=r"unknown model\.norm 'btach' \(did you mean 'batch'\?\); choose one of"):
+        RunConfig().override(["model.norm=btach"])

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 
@@ -190,7 +190,8 @@ class RunConfig:
                 raise FacevaeError(f"--set {item!r} must look like section.key=value, e.g. model.latent_dim=64")
             section, name = parts
             if section not in raw or name not in raw[section]:
-                raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
+                raise FacevaeError(f"unknown config key {key!r}{did_you_mean(key, all_keys())}; "
+                           f"valid keys: {', '.join(all_keys())}")
             raw[section][name] = yaml.safe_load(value) if value.strip() else ""
         return RunConfig.from_dict(raw)
 
@@ -203,7 +204,8 @@ def choices(key: str) -> list[str]:
 
 def check_choice(key: str, value: Any) -> None:
     if key in CHOICES and value not in choices(key):
-        raise FacevaeError(f"unknown {key} {value!r}; choose one of: {', '.join(choices(key))}")
+        raise FacevaeError(f"unknown {key} {value!r}{did_you_mean(value, choices(key))}; "
+                           f"choose one of: {', '.join(choices(key))}")
 
 
 def check_limits(key: str, value: Any) -> None:
@@ -248,7 +250,8 @@ def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(raw) - known)
     if unknown:
         key = prefix + unknown[0]
-        raise FacevaeError(f"unknown config key {key!r}; valid keys: {', '.join(all_keys())}")
+        raise FacevaeError(f"unknown config key {key!r}{did_you_mean(key, all_keys())}; "
+                           f"valid keys: {', '.join(all_keys())}")
     values = {}
     for name, value in raw.items():
         hint = hints[name]

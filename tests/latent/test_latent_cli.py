@@ -138,9 +138,12 @@ def test_interpolate_random_pairs(setup, tmp_path):
 def test_progress_gif_has_one_frame_per_epoch(setup, tmp_path):
     _, run, _ = setup
     out = tmp_path / "p.gif"
-    _invoke("progress", "--run", run, "--out", out)
+    said = _invoke("progress", "--run", run, "--out", out)
     frames, size = _gif(out)
     assert frames == 2
+    logged = [json.loads(ln)["epoch"] for ln in (run / "metrics.jsonl").read_text().splitlines()
+              if json.loads(ln).get("kind") == "epoch"]
+    assert f"({logged[0]} to {logged[-1]}," in said.output  # the epochs' numbers are train's
     assert size[0] == _image(run / "recon" / "epoch_0000.png").shape[1]
 
 

@@ -154,6 +154,11 @@ def test_parsers_and_index():
     assert parse_attribute_weights(["Smiling=1.5", "Eyeglasses"]) == [("Smiling", 1.5), ("Eyeglasses", 1.0)]
     assert parse_strengths("-3,-1.5, 0,1.5,3") == [-3.0, -1.5, 0.0, 1.5, 3.0]
     assert attribute_index(["Male", "Smiling"], "smiling") == 1
+    with pytest.raises(FacevaeError, match=r"unknown attribute 'smilng' \(did you mean 'Smiling'\?\)"):
+        attribute_index(["Male", "Smiling"], "smilng")
+    with pytest.raises(FacevaeError) as no_match:
+        attribute_index(["Male", "Smiling"], "Hat")
+    assert "did you mean" not in str(no_match.value)  # nothing close: no guess
     with pytest.raises(FacevaeError, match="must be a number"):
         parse_attribute_weights(["Smiling=lots"])
     with pytest.raises(FacevaeError, match="comma-separated"):

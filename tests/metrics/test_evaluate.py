@@ -90,6 +90,19 @@ def test_every_registered_sampler_is_evaluated_by_default():
         ev._check_options(ev.EvalOptions(samplers=()))
 
 
+def test_slow_cpu_defaults_are_announced_with_the_quick_flags():
+    cpu = torch.device("cpu")
+    defaults = ev.EvalOptions()  # 10,000 samples per sampler
+    images = 10_000 * (len(defaults.samplers) + 2)  # and the reference and the reconstructions
+    warning = ev.cpu_time_warning(defaults, cpu)
+    assert warning.startswith(f"warning: FID here sends about {images:,} images") and ev.QUICK_FLAGS in warning
+    shipped = ev.cpu_time_warning(defaults, cpu, reference_shipped=True)
+    assert shipped.startswith(f"warning: FID here sends about {images - 10_000:,} images")
+    assert ev.cpu_time_warning(ev.EvalOptions(fid_samples=200, samplers=("prior", "gmm")), cpu) is None
+    assert ev.cpu_time_warning(ev.EvalOptions(fid_samples=0), cpu) is None
+    assert ev.cpu_time_warning(defaults, torch.device("meta")) is None  # stands in for cuda
+
+
 def test_cli_user_error_is_one_line(monkeypatch, capsys, tmp_path):
     from facevae.cli import main
 

@@ -36,6 +36,18 @@ def test_fitted_sampler_is_stored_beside_the_run_and_reused(run_and_data, monkey
     torch.testing.assert_close(a, b)
 
 
+def test_a_fit_on_first_use_says_what_it_is_doing(run_and_data, capsys):
+    run, data = run_and_data
+    generate(run, n=2, sampler="gmm", components=3, data=data, device="cpu")
+    err = capsys.readouterr().err
+    # make_celeba(n=40): every 4th image is in the validation split
+    assert "encoding 30 training images ..." in err
+    assert "fitting the gmm sampler (components=3) on 30 latents ..." in err
+    assert "fitting the gmm sampler (components=3) on 30 latents: done in " in err
+    generate(run, n=2, sampler="gmm", components=3, device="cpu")
+    assert "fitting" not in capsys.readouterr().err  # a stored fit is silent
+
+
 def test_new_weights_invalidate_the_stored_fit(run_and_data, tmp_path):
     run, data = run_and_data
     before = store.sampler_file("gmm", 2, load_model(run))

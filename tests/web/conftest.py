@@ -10,6 +10,10 @@ from tests.conftest import mini_slice, tiny_config
 
 N_TRAIN, N_VALID = 2000, 100
 TRAIN_SETTINGS = ("train.max_steps=40", "train.batch_size=32", "data.draft=true", "data.workers=2")
+# Tiny fits, stored where `serve --data` looks first: left to itself it would fit the default
+# 4,000-step two-stage sampler, which took most of the suite's time on a loaded 2-core machine.
+TINY_FITS = {"gaussian": {}, "gmm": {"components": 10}, "two_stage": {"hidden": 16, "steps": 40},
+             "diffusion": {"hidden": 16, "steps": 20, "sample_steps": 5}}
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +24,11 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def web_run(web_data, tmp_path_factory) -> Path:
     """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
+    from facevae.sampling import build_sampler
     from facevae.tasks.edit import attribute_vectors
-    from facevae.tasks.store import get_sampler
+    from facevae.tasks.encode import encode_images, load_split
+    from facevae.tasks.sampler_files import save_sampler
+    from facevae.tasks.store import sampler_file, store_dirs
     from facevae.training.checkpoint import load_model
     from facevae.training.run import train
 
@@ -32,23 +39,12 @@ def web_run(web_data, tmp_path_factory) -> Path:
     try:
         train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
         loaded = load_model(run)
+        cfg = loaded.config
         attribute_vectors(loaded, data=web_data)
-        for name in ("gaussian", "gmm"):
-            get_sampler(loaded, name=name, data=web_data, progress=False)
-        store_tiny_diffusion(loaded, web_data)
+        means, _ = encode_images(loaded.model, load_split(web_data, "train", cfg, progress=False)[2])
+        for name, options in TINY_FITS.items():
+            fitted = build_sampler(name, cfg.model.latent_dim, **options).fit(means)
+            save_sampler(fitted, store_dirs(loaded)[-1] / sampler_file(name, options.get("components", 10), loaded))
     finally:
         torch.set_num_threads(threads)
     return run
-
-
-def store_tiny_diffusion(loaded, data: Path) -> None:
-    """The default diffusion fit takes minutes; a tiny fit stored under its name stands in for it."""
-    from facevae.sampling import DiffusionSampler
-    from facevae.tasks.encode import encode_images, load_split
-    from facevae.tasks.sampler_files import save_sampler
-    from facevae.tasks.store import sampler_file, store_dirs
-
-    cfg = loaded.config
-    means, _ = encode_images(loaded.model, load_split(data, "train", cfg, progress=False)[2])
-    tiny = DiffusionSampler(cfg.model.latent_dim, hidden=16, steps=20, sample_steps=5).fit(means)
-    save_sampler(tiny, store_dirs(loaded)[-1] / sampler_file("diffusion", 10, loaded))

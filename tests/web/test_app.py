@@ -103,13 +103,33 @@ def test_real_images_are_read_as_rgb(fmt):
 
 def test_upload_handler_crops_encodes_and_chooses_the_face(handlers, started):
     state = started[1]
-    seen, recon, new_state, chosen, edited, *zeros = handlers.upload(_png(), state)
+    notes, seen, recon, new_state, chosen, edited, *zeros = handlers.upload(_png(), state)
+    assert notes == ""  # a CelebA-sized portrait needs no warning
     assert all(_is_face(x) for x in (seen, recon, chosen, edited))
     # a flat-colour photo stays that colour after the crop and resize
     assert np.abs(seen.astype(int) - np.array([200, 120, 90])).max() <= 1
     assert zeros == [0.0] * handlers.ex.n_sliders
     assert not torch.equal(new_state["base"], state["base"])
     np.testing.assert_array_equal(edited, handlers.edit(new_state, *_zeros(handlers)))
+
+
+@pytest.mark.parametrize("size, warned", [((30, 40), "blurred"), ((640, 360), "landscape"), ((300, 900), "tall")])
+def test_badly_suited_photos_are_taken_with_a_warning(handlers, started, size, warned):
+    notes, seen, *_ = handlers.upload(_png(size=size), started[1])
+    assert warned in notes and _is_face(seen)  # warned, not refused
+
+
+def test_an_example_photo_is_taken_like_an_upload(explorer, tmp_path, started):
+    from facevae.web.handlers import example_photos
+    from tests.conftest import make_celeba
+
+    photos = example_photos(make_celeba(tmp_path / "celeba", n=12), n=2)
+    h = Handlers(explorer, n_faces=6, gif_dir=tmp_path / "gifs", examples=photos)
+    taken = h.example(started[1], 1)
+    np.testing.assert_array_equal(taken[1], h.upload(photos[1], started[1])[1])
+    assert len(photos) == 2 and read_upload(photos[0]).size == (178, 218)
+    with pytest.raises(FacevaeError, match="no example photo number 2"):
+        h.example(started[1], 2)
 
 
 def test_upload_handler_rejects_text_and_keeps_the_state(handlers, started):
@@ -155,6 +175,24 @@ def test_new_faces_moves_to_the_next_seed_and_changes_the_grid(handlers, started
     assert not np.array_equal(faces[0], started[0][0])
     again, _ = handlers.draw("prior", 1.0, 1, None)
     np.testing.assert_array_equal(again[0], faces[0])  # a seed draws the same grid again
+
+
+def test_seeds_beyond_the_box_are_capped_not_aliased(handlers):
+    from facevae.web.handlers import MAX_SEED
+
+    capped, _ = handlers.draw("prior", 1.0, MAX_SEED + 5, None)
+    np.testing.assert_array_equal(capped[0], handlers.draw("prior", 1.0, MAX_SEED, None)[0][0])
+    assert not np.array_equal(capped[0], handlers.draw("prior", 1.0, 4, None)[0][0])
+    assert handlers.new_faces("prior", 1.0, MAX_SEED, None)[0] == 0  # "New faces" wraps round at the cap
+
+
+@pytest.mark.slow  # importing Gradio takes seconds
+def test_sliders_clamp_out_of_range_values_instead_of_refusing_them():
+    gr = pytest.importorskip("gradio")
+    from facevae.web.page import _slider
+
+    s = _slider(gr, -3.0, 3.0, value=0.0, step=0.1)
+    assert s.preprocess(7.0) == 3.0 and s.preprocess(-9.0) == -3.0 and s.preprocess(1.5) == 1.5
 
 
 def test_temperature_scales_the_draw(explorer):
@@ -221,10 +259,24 @@ def test_interpolation_runs_between_the_chosen_ends(handlers, started):
         handlers.interpolate(state, 1, "linear")
 
 
-def test_gifs_on_disk_stay_bounded(handlers, started, monkeypatch):
-    monkeypatch.setattr("facevae.web.handlers.GIF_KEEP", 3)
-    paths = [handlers.interpolate(started[1], 3, "slerp")[1] for _ in range(5)]
+def test_downloads_on_disk_stay_bounded(handlers, started, monkeypatch):
+    monkeypatch.setattr("facevae.web.handlers.FILES_KEEP", 3)
+    paths = [handlers.interpolate(started[1], 3, "slerp")[1] for _ in range(4)]
+    paths.append(handlers.named_png(started[2], "facevae-face.png"))
     assert [p for p in paths if os.path.exists(p)] == paths[-3:]
+    assert len(list(handlers.gif_dir.iterdir())) == 3  # their folders go too
+
+
+def test_downloads_are_named_for_what_they_show(handlers, started):
+    gif = handlers.interpolate(started[1], 5, "linear")[1]
+    assert os.path.basename(gif) == "facevae-interpolation-linear-5.gif"
+    values = _zeros(handlers, Smiling=2.0, Male=-1.5)
+    assert handlers.edit_name(values) == "facevae-edit-smiling+2-male-1.5.png"
+    assert handlers.edit_name(_zeros(handlers)) == "facevae-face.png"
+    path = handlers.named_png(handlers.edit(started[1], *values), handlers.edit_name(values))
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size == (SIZE, SIZE)
+        np.testing.assert_array_equal(np.asarray(im), handlers.edit(started[1], *values))
 
 
 def test_handlers_before_the_page_loaded_say_so(handlers):
@@ -304,6 +356,8 @@ def test_page_builds_with_the_expected_controls(handlers):
     ids = {c.get("props", {}).get("elem_id") for c in demo.get_config_file()["components"]}
     assert {"new-faces", "faces", "upload", "upload-error", "edited", "strip", "gif", "slider-Smiling"} <= ids
     assert {f"slider-z{int(d)}" for d in handlers.ex.dims} <= ids
+    # no API on purpose: every interaction needs the session's state, which a bare call lacks
+    assert demo.get_api_info() == {"named_endpoints": {}, "unnamed_endpoints": {}}
 
 
 @pytest.mark.slow

@@ -7,4 +7,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # plain Click help: flags read --flag/--no-flag, options show their value (TEXT, PATH),
+    # not Rich's <bool> and <list[str]> type tags
+    rich_markup_mode=None,
 )

@@ -41,7 +41,7 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a model: FID per sampler and for reconstructions, likelihood, PSNR/SSIM, latent health."""
-    from facevae.tasks.evaluate import EvalOptions
+    from facevae.tasks.evaluate import EvalOptions, check_samplers
     from facevae.tasks.evaluate import evaluate as run_evaluate
 
     names = tuple(s.strip() for s in samplers.split(",") if s.strip())
@@ -53,6 +53,7 @@ def evaluate(
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)
     check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
+    check_samplers(names)
     m = run_evaluate(ckpt, data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)

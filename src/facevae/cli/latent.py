@@ -62,12 +62,12 @@ EDIT_HELP = (
 @app.command(help=EDIT_HELP)
 def edit(
     ckpt: Optional[Path] = CkptOpt,
-    images: List[Path] = typer.Option([], "--images", help="Face image files to edit (repeatable)."),
+    images: List[Path] = typer.Option([], "--images", metavar="FILE", help="Face image files to edit (repeatable)."),
     data: Optional[Path] = DataOpt,
     split: str = typer.Option("valid", "--split", help="Split to take faces from (with --data)."),
     n: int = typer.Option(8, "--n", min=1, max=256, help="Faces to take from --data."),
     attribute: List[str] = typer.Option(
-        ..., "--attribute",
+        ..., "--attribute", metavar="NAME[=W]",
         help="CelebA attribute, optionally with a weight: Smiling or Smiling=1.5 (repeatable; the weighted "
              "attributes add up to one combined edit)."),
     strengths: str = typer.Option("-3,-1.5,0,1.5,3", "--strengths",
@@ -165,7 +165,8 @@ def progress(
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
     check_writable(out)
     progress_gif(run, out, fps=fps, width=width)
-    typer.echo(f"wrote {len(epoch_grids(run))} epochs to {out}")
+    epochs = [e for e, _ in epoch_grids(run)]
+    typer.echo(f"wrote {len(epochs)} epochs ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
 
 
 COMPARE_HELP = (
@@ -181,7 +182,7 @@ def compare(
     data: Path = typer.Option(..., "--data", help="CelebA root (holding img_align_celeba/)."),
     out: Path = typer.Option(..., "--out", help="Folder: vae/ and ae/ runs, compare.png and compare.json."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config for both models."),
-    set_: List[str] = typer.Option([], "--set", help="Config override for both models (repeatable)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Config override for both models (repeatable)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs for each model."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop each model after this many steps."),
     n: int = typer.Option(16, "--n", min=2, max=64, help="Samples per panel (two rows)."),

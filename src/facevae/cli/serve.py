@@ -31,7 +31,7 @@ def serve(
 
     from facevae.web.page import build_app, import_gradio, launch
     from facevae.web.explorer import Explorer
-    from facevae.web.handlers import Handlers
+    from facevae.web.handlers import Handlers, example_photos
 
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
@@ -40,12 +40,12 @@ def serve(
                              log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)
-    handlers = Handlers(explorer, n_faces=faces)
+    handlers = Handlers(explorer, n_faces=faces, examples=example_photos(data) if data is not None else ())
     if explorer.attr_note:
         typer.echo(explorer.attr_note, err=True)
     demo = build_app(handlers)
     try:
-        launch(demo, host, port, extra_paths=[handlers.gif_dir])
+        launch(demo, host, port, extra_paths=[handlers.gif_dir], say=lambda m: typer.echo(m))
     except OSError as e:
         reason = str(e).split(". ")[0]  # Gradio's advice about its own settings would mislead here
         raise FacevaeError(f"cannot listen on {host}:{port} ({reason}): pass another --port") from None

@@ -31,7 +31,7 @@ def train(
     data: Path = typer.Option(..., "--data", help="CelebA root (holding img_align_celeba/) or a folder of face images."),
     out: Path = typer.Option(..., "--out", help="Run folder for config, checkpoints, logs and pictures."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config file (sections data, model, loss, train)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key, e.g. --set model.latent_dim=64 (repeatable)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set model.latent_dim=64 (repeatable)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs to train (train.epochs)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     device: str = DeviceOpt,
@@ -85,7 +85,7 @@ def sample(
 @app.command()
 def reconstruct(
     ckpt: Optional[Path] = CkptOpt,
-    images: List[Path] = typer.Option([], "--images", help="Image files to reconstruct (repeatable)."),
+    images: List[Path] = typer.Option([], "--images", metavar="FILE", help="Image files to reconstruct (repeatable)."),
     data: Optional[Path] = typer.Option(None, "--data", help="CelebA root to take images from."),
     split: str = typer.Option("valid", "--split", help="train, valid or test (with --data)."),
     n: int = typer.Option(8, "--n", min=1, max=1024, help="Images to take from --data."),

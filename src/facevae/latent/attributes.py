@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 
 
 # ---------------------------------------------------------------------------- pure math
@@ -67,7 +67,7 @@ def attribute_index(names: Sequence[str], name: str) -> int:
     key = name.strip().lower()
     if key in lower:
         return lower.index(key)
-    raise FacevaeError(f"unknown attribute {name!r}; valid names: {', '.join(names)}")
+    raise FacevaeError(f"unknown attribute {name!r}{did_you_mean(name, names)}; valid names: {', '.join(names)}")
 
 
 def parse_attribute_weights(items: Sequence[str]) -> list[tuple[str, float]]:

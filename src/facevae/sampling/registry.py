@@ -4,7 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 from facevae.sampling.base import Sampler
 from facevae.sampling.diffusion import DiffusionSampler
 from facevae.sampling.gaussian import GaussianSampler
@@ -20,7 +20,7 @@ def sampler_class(name: str) -> type[Sampler]:
     try:
         return SAMPLERS[name]
     except (KeyError, TypeError):
-        raise FacevaeError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}") from None
+        raise FacevaeError(f"unknown sampler {name!r}{did_you_mean(name, SAMPLERS)}; choose one of: {', '.join(SAMPLERS)}") from None
 
 
 def build_sampler(name: str, latent_dim: int | None = None, **options: Any) -> Sampler:

@@ -18,6 +18,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 
 KINDS = {"VAE": "vae", "AE": "ae"}  # figure column -> model.kind and run sub-folder
 ROW_TITLES = {
@@ -107,12 +108,15 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
         model, cfg = loaded.model, loaded.config
         images = load_images(ds, cfg, progress=progress)
         valid = torch.from_numpy(images[ds.split_indices("valid")])
-        means, _ = encode_images(model, torch.from_numpy(images[ds.split_indices("train")]), dev)
+        train_images = torch.from_numpy(images[ds.split_indices("train")])
+        with phase(f"{name}: encoding {len(train_images):,} training images", progress):
+            means, _ = encode_images(model, train_images, dev)
         ctx = CompareContext(name, model, cfg, run_dir, valid, means, device=dev)
         samplers = {"prior": build_sampler("prior", cfg.model.latent_dim),
                     "gmm": build_sampler("gmm", cfg.model.latent_dim, components=components)}
         for row, sampler in samplers.items():
-            sampler.fit(means)
+            with phase(f"{name}: {fit_line(sampler, len(means))}", progress and row != "prior"):
+                sampler.fit(means)
             # one seed for both columns: the same noise through each model
             z = sampler.sample(n, generator=torch.Generator().manual_seed(seed))
             ctx.samples[row] = decode_batched(model, z.float().to(dev))

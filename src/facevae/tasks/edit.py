@@ -23,6 +23,7 @@ from facevae.io import atomic_write, user_cache
 from facevae.latent.attributes import AttributeBank, compute_bank, edit_latents
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
+from facevae.phase import phase
 from facevae.training.checkpoint import BUNDLED, WEIGHTS, Checkpoint
 
 CACHE_NAME = "attribute_vectors.safetensors"
@@ -122,15 +123,16 @@ def _compute_from_data(model: VAE, cfg: RunConfig, data, ds, device, progress: b
     from facevae.tasks.encode import encode_images, load_split
 
     _, idx, images = load_split(data, "train", cfg, progress=progress)
-    means, _ = encode_images(model, images, device)
+    with phase(f"attribute vectors: encoding {len(images):,} training images", progress):
+        means, _ = encode_images(model, images, device)
     attrs = torch.from_numpy(ds.attributes[idx.numpy()].astype("int64"))
     return compute_bank(means, attrs, ds.attr_names)
 
 
-def attribute_vectors(ckpt: Checkpoint, data: str | Path | None = None,
-                      device: str | torch.device = "cpu") -> tuple[list[str], torch.Tensor]:
+def attribute_vectors(ckpt: Checkpoint, data: str | Path | None = None, device: str | torch.device = "cpu",
+                      progress: bool = True) -> tuple[list[str], torch.Tensor]:
     """(40 names, (40, D) float32 steps) for the web app: z + s * steps[i] edits attribute i with strength s."""
-    bank = attribute_bank(ckpt, data=data, device=device, progress=False)
+    bank = attribute_bank(ckpt, data=data, device=device, progress=progress)
     return bank.names, bank.steps
 
 

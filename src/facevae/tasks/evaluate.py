@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -43,6 +44,7 @@ from facevae.metrics import fid
 from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatches, reference_protocol
 from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 from facevae.training.checkpoint import Checkpoint
 from facevae.viz.grid import to_uint8
 
@@ -248,7 +250,9 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
             continue
         if latents is None:
             latents = training_latents(ckpt, ds, images, opts.fit_images, device)
-        out[name] = (s.fit(latents.to(device)), f"fitted on the posterior means of {len(latents)} training images")
+        with phase(fit_line(s, len(latents)), opts.progress):
+            s.fit(latents.to(device))
+        out[name] = (s, f"fitted on the posterior means of {len(latents)} training images")
     return out
 
 
@@ -266,11 +270,13 @@ def check_samplers(names: tuple[str, ...]) -> None:
 @dataclass
 class _Clock:
     seconds: dict[str, float] = field(default_factory=dict)
+    progress: bool = False  # a line per phase on stderr
 
     def time(self, name: str, fn: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
-            return fn()
+            with phase(f"evaluate: {name}", self.progress):
+                return fn()
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 2)
 
@@ -307,12 +313,15 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     loaded = load_model(ckpt, dev)
     model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock = _Clock()
+    clock = _Clock(progress=opts.progress)
     ds = open_dataset(data, cfg.data.val_fraction)
     eval_idx = ds.split_indices(opts.split)
     if extractor is not None:
         opts = _protocol_default(ds, cfg, extractor, opts)
     committed = _committed_references(ds, cfg, extractor, opts) if extractor is not None else {}
+    warning = cpu_time_warning(opts, dev, committed.get("samples") is not None)
+    if warning and opts.progress:  # after the checks: a bad input gets its one error line alone
+        print(warning, file=sys.stderr, flush=True)
     images = load_images(ds, cfg, progress=opts.progress)
     x8 = read_subset(images, eval_idx)
 
@@ -389,6 +398,24 @@ def _protocol(ckpt: Checkpoint, ds: FaceDataset, opts: EvalOptions, split_images
 
 def _sample_reference_count(opts: EvalOptions) -> int:
     return opts.fid_samples if opts.fid_reference_images is None else opts.fid_reference_images
+
+
+# NVIDIA's folded Inception on a 2-core CPU, busy to idle (docs/evaluation.md: 11-12 images/s idle)
+CPU_INCEPTION_IMAGES_PER_S = (4.0, 12.0)
+QUICK_FLAGS = "--fid-samples 200 --samplers prior,gmm --iw-samples 8 --likelihood-images 256"
+
+
+def cpu_time_warning(opts: EvalOptions, dev: torch.device, reference_shipped: bool = False) -> str | None:
+    """A warning when FID on the CPU would take more than about 10 minutes, with the flags that make it quick."""
+    if not opts.fid_samples or dev.type != "cpu":
+        return None
+    # samples of each sampler, the reconstructions, and the reference unless its statistics ship
+    images = opts.fid_samples * (len(opts.samplers) + (1 if reference_shipped else 2))
+    slow, fast = (images / rate / 60 for rate in CPU_INCEPTION_IMAGES_PER_S)
+    if fast < 10:
+        return None
+    return (f"warning: FID here sends about {images:,} images through Inception on the CPU: {fast:,.0f} to "
+            f"{slow:,.0f} minutes (4 to 12 images/s on 2 cores). Quicker: {QUICK_FLAGS}, or --device cuda")
 
 
 def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,

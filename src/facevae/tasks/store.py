@@ -14,6 +14,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import user_cache
 from facevae.models.vae import VAE
+from facevae.phase import fit_line, phase
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.tasks.sampler_files import load_sampler, save_sampler
@@ -35,7 +36,7 @@ def sampler_file(name: str, components: int, ckpt: Checkpoint) -> str:
 def get_sampler(ckpt: Checkpoint, *, name: str = "prior", components: int = 10, data: str | Path | None = None,
                 device: torch.device | str = "cpu", progress: bool = True) -> Sampler:
     """A fitted sampler for this checkpoint: loaded when stored, else fitted on `data`'s training split."""
-    if not sampler_class(name).fits_latents:
+    if not sampler_class(name).fits_latents:  # an unknown name fails here, with a suggestion
         return build_sampler(name, ckpt.config.model.latent_dim).to(device)
     fname = sampler_file(name, components, ckpt)
     for folder in store_dirs(ckpt):
@@ -54,8 +55,11 @@ def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: st
     from facevae.tasks.encode import encode_images, load_split
 
     _, _, images = load_split(data, "train", cfg, progress=progress)
-    means, _ = encode_images(model, images, device)
-    return build_sampler(name, cfg.model.latent_dim, **fit_options(name, components)).fit(means.to(device))
+    with phase(f"encoding {len(images):,} training images", progress):
+        means, _ = encode_images(model, images, device)
+    sampler = build_sampler(name, cfg.model.latent_dim, **fit_options(name, components))
+    with phase(fit_line(sampler, len(means)), progress):
+        return sampler.fit(means.to(device))
 
 
 def fit_options(name: str, components: int) -> dict[str, int]:

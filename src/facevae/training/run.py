@@ -14,6 +14,7 @@ from facevae.errors import FacevaeError
 from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
 from facevae.training import distributed
+from facevae.training import summary
 from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
 from facevae.training.distributed import check_batch
 from facevae.training.runlock import run_lock
@@ -119,6 +120,7 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
     if dataset.missing and rank == 0:
         print(f"note: {dataset.missing} images listed in the annotations are missing from "
               f"{dataset.image_dir}; training on the {len(dataset)} present")
+    cache, cache_was_there = summary.cache_file(dataset, cfg), summary.cache_file(dataset, cfg).exists()
     images = load_images(dataset, cfg, progress=progress and rank == 0)
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
@@ -142,8 +144,14 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
                       is_main=rank == 0, progress=progress,
                       on_epoch_end=lambda end: epoch_pictures(end, cfg.train.grid_images))
+    splits = {"train": len(train_idx), "valid": len(val_idx)}
+    if rank == 0:
+        summary.say(summary.start_lines(trainer, dataset, splits, cache, cache_was_there, resume))
     with kernel_choice(cfg.train.deterministic, dev):
-        return trainer.fit(resume=resume)
+        result = trainer.fit(resume=resume)
+    if rank == 0:
+        summary.say(summary.end_lines(run_dir))
+    return result
 
 
 @torch.no_grad()

@@ -99,6 +99,6 @@ def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: 
     width = width or frames[0].shape[1]
     frames = [resize(f, width) for f in frames]
     height = min(f.shape[0] for f in frames)
-    # the trainer numbers grids from 0; the caption counts finished epochs
-    frames = [caption(f[:height], f"epoch {epoch + 1}") for (epoch, _), f in zip(grids, frames)]
+    # numbered as train numbers them (metrics.jsonl, recon/epoch_NNNN.png), so a frame can be looked up
+    frames = [caption(f[:height], f"epoch {epoch}") for (epoch, _), f in zip(grids, frames)]
     return save_gif(frames, out, fps=fps, hold={-1: 3})

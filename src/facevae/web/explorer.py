@@ -153,7 +153,7 @@ def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple
     missing = []
     for name in SAMPLER_NAMES:
         try:
-            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device, progress=False)
+            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device)
         except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "

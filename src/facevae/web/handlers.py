@@ -19,24 +19,28 @@ from PIL import Image
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
 from facevae.web.explorer import Explorer
-from facevae.web.upload import read_upload
+from facevae.web.upload import photo_notes, read_upload
 
 N_FACES = 12
-GIF_KEEP = 64  # GIFs kept on disk for download; older ones are deleted
+FILES_KEEP = 64  # named PNGs and GIFs kept on disk for download; older ones are deleted
 GIF_WIDTH = 128  # small models' GIFs are scaled up to at least this width
+MAX_SEED = 2**32 - 1  # the page's seed box stops here; larger seeds are capped, not wrapped
 
 State = dict
 
 
 class Handlers:
-    """One method per interaction of the page, sharing one Explorer; GIFs go to `gif_dir` (a temp folder)."""
+    """One method per interaction of the page, sharing one Explorer; downloads go to `gif_dir` (a temp folder)."""
 
-    def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None):
+    def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None,
+                 examples: list[bytes] = ()):
         self.ex = explorer
         self.n_faces = n_faces
+        self.examples = list(examples)  # photos (file bytes) offered on the page, e.g. from --data
         self._tmp = None if gif_dir else tempfile.TemporaryDirectory(prefix="facevae-web-")
         self.gif_dir = Path(gif_dir or self._tmp.name)
-        self._gifs: collections.deque[Path] = collections.deque()
+        self._files: collections.deque[Path] = collections.deque()
+        self._slider_names = [n.lower() for n in explorer.attr_names] + [f"z{int(d)}" for d in explorer.dims]
 
     @property
     def zeros(self) -> tuple[float, ...]:
@@ -64,7 +68,7 @@ class Handlers:
 
     def new_faces(self, sampler: str, temperature: float, seed: int, state: State | None) -> tuple[int, list, State]:
         """The "new faces" button: the next seed, so every grid can be drawn again. -> (seed, faces, state)"""
-        seed = _seed(seed) + 1
+        seed = (_seed(seed) + 1) % (MAX_SEED + 1)
         return (seed, *self.draw(sampler, temperature, seed, state))
 
     # ------------------------------------------------------------------ choosing and editing
@@ -89,16 +93,25 @@ class Handlers:
     def upload(self, data: bytes | None, state: State | None) -> tuple:
         """A face photo: cropped like CelebA, encoded, and chosen for editing.
 
-        -> (what the model sees, reconstruction, state, chosen, edited, *slider zeros);
+        -> (warnings, what the model sees, reconstruction, state, chosen, edited, *slider zeros), where
+        warnings is "" or a note on a photo taken but badly suited (tiny, landscape, very tall);
         FacevaeError with a message for the page when the bytes are not a usable image.
         """
         from facevae.data import preprocess_image
 
         img = read_upload(data)
-        x = preprocess_image(img, self.ex.image_size, self.ex.cfg.data.crop)
+        size, crop = self.ex.image_size, self.ex.cfg.data.crop
+        x = preprocess_image(img, size, crop)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
-        return (np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
+        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))
+        return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
+
+    def example(self, state: State | None, index: int) -> tuple:
+        """An example photo clicked: taken exactly as if it had been uploaded. -> as `upload`"""
+        if not 0 <= int(index) < len(self.examples):
+            raise FacevaeError(f"there is no example photo number {index}")
+        return self.upload(self.examples[int(index)], state)
 
     def _set_base(self, state: State, base: torch.Tensor) -> tuple:
         face = self.ex.decode(base[None])[0]
@@ -121,15 +134,32 @@ class Handlers:
         if not 2 <= steps <= 32:
             raise FacevaeError(f"the strip takes 2 to 32 steps, got {steps}")
         frames = self.ex.decode(self.ex.interpolate(state["a"], state["b"], steps, mode))
-        return strip(frames), str(self._write_gif(frames))
+        return strip(frames), str(write_gif(frames, self._new_file(f"facevae-interpolation-{mode}-{steps}.gif")))
 
-    def _write_gif(self, frames: np.ndarray) -> Path:
-        path = self.gif_dir / f"interpolation-{uuid.uuid4().hex[:10]}.gif"
-        write_gif(frames, path)
-        self._gifs.append(path)
-        while len(self._gifs) > GIF_KEEP:
-            self._gifs.popleft().unlink(missing_ok=True)
-        return path
+    # ------------------------------------------------------------------ downloads
+
+    def named_png(self, image: np.ndarray, name: str) -> str:
+        """`image` as a PNG file called `name`, the name a download from the page gets."""
+        path = self._new_file(name)
+        atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+        return str(path)
+
+    def edit_name(self, values) -> str:
+        """'facevae-edit-smiling+2-z17-1.5.png': what the sliders did, for the edited face's download."""
+        moved = [f"{name}{float(v):+g}" for name, v in zip(self._slider_names, values) if v]
+        return "facevae-" + ("edit-" + "-".join(moved[:4]) + ("-etc" if len(moved) > 4 else "") if moved
+                             else "face") + ".png"
+
+    def _new_file(self, name: str) -> Path:
+        """A path called `name` in a folder of its own (names repeat); the oldest beyond FILES_KEEP are deleted."""
+        folder = self.gif_dir / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        self._files.append(folder / name)
+        while len(self._files) > FILES_KEEP:
+            old = self._files.popleft()
+            old.unlink(missing_ok=True)
+            old.parent.rmdir()
+        return folder / name
 
 
 def write_gif(frames: np.ndarray, path: Path, fps: float = 8.0) -> Path:
@@ -170,6 +200,19 @@ def _ready(state: State | None, *keys: str) -> State:
 
 def _seed(seed) -> int:
     try:
-        return int(seed or 0)
-    except (TypeError, ValueError):
+        seed = int(seed or 0)
+    except (TypeError, ValueError, OverflowError):
         raise FacevaeError(f"the seed must be a whole number, got {seed!r}") from None
+    return min(max(seed, 0), MAX_SEED)
+
+
+def example_photos(data: str | Path, n: int = 8) -> list[bytes]:
+    """The first `n` validation photos of a CelebA folder, as file bytes (the page's examples)."""
+    from facevae.data import open_dataset
+
+    ds = open_dataset(data)
+    try:
+        idx = ds.split_indices("valid")[:n]
+    except FacevaeError:
+        idx = ds.split_indices("train")[:n]
+    return [p.read_bytes() for p in ds.paths(idx)]

@@ -15,6 +15,8 @@ from facevae.errors import FacevaeError
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # also Gradio's max_file_size, so big files never reach Python
 MAX_UPLOAD_PIXELS = 40_000_000  # a small file can still decode to a huge image
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+CELEBA_ASPECT = 178 / 218  # width / height of the aligned CelebA images the model learned from
+WIDE, TALL = 1.0, 0.55  # width / height beyond which the centered crop is likely to cut or shrink the face
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
@@ -52,3 +54,23 @@ def _probe(data: bytes) -> tuple[str, tuple[int, int]]:
         raise FacevaeError("the upload is not an image (its content is not JPEG, PNG, WebP or another "
                            "picture format, whatever its name says): choose a face photo") from None
     return fmt, size
+
+
+def photo_notes(width: int, height: int, crop: int, size: int) -> list[str]:
+    """Warnings (not refusals) for a photo the CelebA crop will serve badly; [] for a CelebA-like portrait.
+
+    `crop` is the crop in CelebA-width pixels (data.crop), `size` the model's input size.
+    """
+    side = min(crop * width / 178, width, height)
+    notes = []
+    if side < size:
+        notes.append(f"the photo is only {width}x{height} pixels: its {side:.0f}-pixel crop is enlarged to "
+                     f"{size}x{size}, so the face comes out blurred.")
+    if width / height > WIDE:
+        notes.append(f"a landscape photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
+                     "which is likely to cut the face or show it small (a ghost face). Crop the photo to a "
+                     "portrait around the face first.")
+    elif width / height < TALL:
+        notes.append(f"a very tall photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
+                     "so the face may be cut off. Crop the photo to a portrait around the face first.")
+    return notes
