@@ -105,7 +105,7 @@ def edit(
 @app.command()
 def interpolate(
     ckpt: Optional[Path] = CkptOpt,
-    images: List[Path] = typer.Option([], "--images", help="The two end faces: --images A.jpg B.jpg."),
+    images: List[Path] = typer.Option([], "--images", metavar="FILE", help="The two end faces: --images A.jpg B.jpg."),
     # the second face of `--images A.jpg B.jpg` arrives here: a two-value option would swallow the
     # next option when only one face is given, and click's message would not say what is wrong
     more_images: List[Path] = typer.Argument(None, hidden=True),
