@@ -10,6 +10,7 @@ import torch
 
 from facevae.errors import FacevaeError
 from facevae.training import checkpoint as ckpt
+from facevae.training import trainer as trainer_module
 from facevae.training.run import train
 from facevae.training.runlock import run_lock
 from facevae.training.trainer import TrainingDiverged
@@ -148,7 +149,7 @@ def reference_rows(data, tmp_path, *extra) -> list[tuple]:
 def test_kill_before_the_first_checkpoint_then_resume_does_not_duplicate_rows(data, tmp_path, monkeypatch):
     extra = ("train.epochs=2", "train.ckpt_every=1000")
     out = tmp_path / "r"
-    kill_after_call(monkeypatch, ckpt, "save_checkpoint", before=True)
+    kill_after_call(monkeypatch, trainer_module, "save_checkpoint", before=True)
     with pytest.raises(Killed):
         run(data, out, *extra)
     assert rows(out) and not (out / ckpt.CHECKPOINT).exists()
@@ -160,7 +161,7 @@ def test_kill_right_after_the_epoch_checkpoint_keeps_the_epoch_row(data, tmp_pat
     extra = ("train.epochs=2",)
     out = tmp_path / "r"
     # the end of epoch 0 is step 4, also a ckpt_every step: the last write of that step is the epoch's
-    kill_after_call(monkeypatch, ckpt, "save_checkpoint", when=lambda run_dir, cfg, m, state, *a: state["step"] == 4)
+    kill_after_call(monkeypatch, trainer_module, "save_checkpoint", when=lambda run_dir, cfg, m, state, *a: state["step"] == 4)
     with pytest.raises(Killed):
         run(data, out, *extra)
     run(data, out, *extra, resume=True)
