@@ -69,7 +69,7 @@ def test_second_writer_is_refused_then_ctrl_c_saves_the_step_and_exits_130(data,
 def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     out = tmp_path / "run"
     # the save the first Ctrl-C starts takes a minute: only the second Ctrl-C can end it soon
-    slow_save = ("import time\nimport facevae.training.checkpoint as c\n_real = c.save_checkpoint\n"
+    slow_save = ("import time\nimport facevae.training.trainer as c\n_real = c.save_checkpoint\n"
                  "def slow(*a, **k):\n    time.sleep(60)\n    _real(*a, **k)\nc.save_checkpoint = slow\n")
     proc = start(data, out, code=slow_save)
     try:
