@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from facevae.data import load_images, open_dataset
+from facevae.data import cached_images, open_dataset
 
 FULL_CELEBA = 202_599
 
@@ -37,7 +37,7 @@ def time_build(ds, size: int, crop: int, draft: bool, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="facevae-cache-bench-") as tmp:
         cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
-        arr = load_images(ds, size, crop, draft, cache_dir=Path(tmp), workers=workers, progress=False)
+        arr = cached_images(ds, size, crop, draft, cache_dir=Path(tmp), workers=workers, progress=False)
         seconds = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
         assert arr.shape[0] == len(ds)

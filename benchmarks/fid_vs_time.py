@@ -28,7 +28,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train
@@ -54,23 +54,23 @@ def parse_args() -> argparse.Namespace:
 
 
 def fid_point(run: Path, data: str, args, extractor, ref: tuple, device: torch.device) -> float:
-    model, cfg = load_model(run, device)
+    loaded = load_model(run, device)
+    model, cfg = loaded.model, loaded.config
     ds = open_dataset(data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     # fit_images > 0 always: a sampler stored beside a run that keeps training would be stale
     opts = ev.EvalOptions(samplers=(args.sampler,), fit_images=max(1, args.fit_images), seed=args.seed,
                           progress=False)
-    (sampler, _), = ev.fitted_samplers(run, model, cfg, data, ds, images, opts, device).values()
+    (sampler, _), = ev.fitted_samplers(loaded, data, ds, images, opts, device).values()
     batches = ev.decoded_batches(model, ev.sample_latents(sampler, args.fid_samples, args.seed, 100), device)
     feats, _ = ev.features_stream(batches, extractor, args.fid_samples, "FID", progress=False)
     return ev.fid_to_reference(feats, *ref)
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    from facevae.viz.plots import plt, save_figure
+    from facevae.viz.plots import save_figure, subplots
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = subplots(figsize=(6.4, 4.0))
     ax.plot([r["seconds"] for r in rows], [r["fid"] for r in rows], "o-")
     for r in rows:
         ax.annotate(f"step {r['step']}", (r["seconds"], r["fid"]), textcoords="offset points", xytext=(4, 6), fontsize=8)
@@ -89,8 +89,7 @@ def main() -> None:
     cfg = base.override([*args.set, "train.epochs=0"])
     extractor = fid.InceptionFeatures(args.inception, device)
     ds = open_dataset(args.data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     mu, sigma, ref = ev.reference_stats(ds, images, args.reference_split, args.fid_samples, cfg, extractor,
                                         progress=False)
     run, rows, trained = Path(args.out), [], 0.0

@@ -246,21 +246,22 @@ def explorer(c: Check) -> dict:
 
 def store_quick_two_stage(c: Check, steps: int) -> str:
     """Tiny mode: a short two_stage fit stored where the explorer looks, so it loads instead of fitting."""
-    from facevae.latent.encode import encode_images, split_images
     from facevae.sampling.registry import build_sampler
-    from facevae.sampling.serialize import save_sampler
-    from facevae.sampling.store import sampler_file, store_dirs
+    from facevae.tasks.encode import encode_images, load_split
+    from facevae.tasks.sampler_files import save_sampler
+    from facevae.tasks.store import sampler_file, store_dirs
 
-    model, cfg = ckpt.load_model(c.run_dir, c.device)
-    _, _, images = split_images(c.data, "train", cfg, progress=False)
-    means, _ = encode_images(model, images, c.device)
+    loaded = ckpt.load_model(c.run_dir, c.device)
+    cfg = loaded.config
+    _, _, images = load_split(c.data, "train", cfg, progress=False)
+    means, _ = encode_images(loaded.model, images, c.device)
     sampler = build_sampler("two_stage", cfg.model.latent_dim, steps=steps).fit(means)
-    save_sampler(sampler, store_dirs(c.run_dir)[-1] / sampler_file("two_stage", 10, c.run_dir))
+    save_sampler(sampler, store_dirs(loaded)[-1] / sampler_file("two_stage", 10, loaded))
     return f"two_stage stored from a {steps}-step fit (its 4000-step fit takes over a minute on two CPU cores)"
 
 
 def sample_parity(c: Check) -> dict:
-    from facevae.generate import generate
+    from facevae.tasks.generate import generate
 
     here = generate(c.run_dir, n=16, seed=7, device=c.device.type)
     cpu = generate(c.run_dir, n=16, seed=7, device="cpu")
@@ -287,7 +288,7 @@ def throughput_stage(c: Check) -> dict:
     s = c.sizes
     ds = open_dataset(c.data)
     idx = ds.split_indices("train")
-    images = load_images(ds, c.cfg.model.image_size, c.cfg.data.crop, progress=False)
+    images = load_images(ds, c.cfg, progress=False)
     workers = min(16, os.cpu_count() or 1) if c.cuda else 0
     out = {}
     for batch in s.batches:
@@ -316,7 +317,7 @@ def syncs(c: Check) -> dict:
     s = c.sizes
     cfg = c.cfg.override(["train.ema_decay=0.999"])
     ds = open_dataset(c.data)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, progress=False)
+    images = load_images(ds, cfg, progress=False)
     placed, rows = place_images(images, c.device, indices=ds.split_indices("train"))
     torch.manual_seed(0)
     model = build_model(cfg.model).to(c.device).to(memory_format=torch.channels_last)
@@ -361,20 +362,21 @@ def inside(event, prefix: str) -> bool:
 
 
 def fid_stage(c: Check) -> dict:
-    from facevae.metrics import evaluate as ev
     from facevae.metrics import fid
-    from facevae.sampling.store import get_sampler
+    from facevae.tasks import evaluate as ev
+    from facevae.tasks.store import get_sampler
 
     n = c.sizes.fid_images
     inception = c.args.inception or stand_in_inception(c.work / "stand_in_inception.pt")
     t0 = time.perf_counter()
     extractor = fid.InceptionFeatures(inception, c.device)
-    model, cfg = ckpt.load_model(c.run_dir, c.device)
-    prior = get_sampler(c.run_dir, model, cfg, name="prior", device=c.device)
+    loaded = ckpt.load_model(c.run_dir, c.device)
+    model, cfg = loaded.model, loaded.config
+    prior = get_sampler(loaded, name="prior", device=c.device)
     samples = ev.decoded_batches(model, ev.sample_latents(prior, n, seed=0, batch_size=250), c.device)
     feats, _ = ev.features_stream(samples, extractor, n, "samples", progress=False)
     ds = open_dataset(c.data)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, progress=False)
+    images = load_images(ds, cfg, progress=False)
     reference = fid.features_of(ev.read_subset(images, ev.subset(ds.split_indices("train"), n)), extractor,
                                 progress=False)
     value = ev.fid_to_reference(feats, *fid.stats_of(reference))

@@ -23,10 +23,10 @@ import torch
 
 from facevae.data import load_images, open_dataset
 from facevae.io import atomic_write
-from facevae.metrics import evaluate as ev
 from facevae.metrics import fid
-from facevae.sampling.store import get_sampler
-from facevae.training.checkpoint import load_model, resolve_weights, weights_digest
+from facevae.tasks import evaluate as ev
+from facevae.tasks.store import get_sampler
+from facevae.training.checkpoint import load_model
 
 CHUNK = 500
 REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
@@ -71,18 +71,18 @@ def main() -> None:
     a = ap.parse_args()
     dev = torch.device("cpu")
     mu_ref, sigma_ref, protocol = fid.load_reference(a.reference)
-    model, cfg = load_model(a.ckpt, dev)
-    model.eval()
+    loaded = load_model(a.ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(device=dev)
     ds = open_dataset(a.data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, progress=False)
+    images = load_images(ds, cfg, progress=False)
     work = Path(a.work)
     valid_idx = ds.split_indices("valid")
     valid, _ = chunked_features(work / "valid", len(valid_idx),
                                 lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor)
     mu_valid, sigma_valid = fid.stats_of(valid)
     for name in filter(None, a.samplers.split(",")):
-        sampler = get_sampler(a.ckpt, model, cfg, name=name, data=a.data, device=dev, progress=False)
+        sampler = get_sampler(loaded, name=name, data=a.data, device=dev, progress=False)
         with torch.no_grad():
             z = torch.cat(list(ev.sample_latents(sampler, a.samples, a.seed, CHUNK)))
 
@@ -91,7 +91,7 @@ def main() -> None:
                 return next(ev.decoded_batches(model, iter([z[start:stop]]), dev))
 
         feats, spent = chunked_features(work / name, a.samples, decoded, extractor)
-        row = {"model": a.label, "weights_sha1": weights_digest(resolve_weights(a.ckpt))[:12], "sampler": name,
+        row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
                "samples": a.samples, "seed": a.seed,
                "fid_train_all": round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2),
                "reference": {"file": Path(a.reference).name, "count": protocol["count"], "split": protocol["split"]},

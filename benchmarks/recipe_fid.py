@@ -32,10 +32,10 @@ import yaml
 
 from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
-from facevae.sampling.store import get_sampler
+from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train
 
@@ -92,11 +92,12 @@ def stage_train(args) -> None:
     result = train(args.data, out, cfg, device=args.device, progress=False)
     sync(dev)
     trained = time.perf_counter() - start
-    model, cfg = load_model(out, dev)
+    loaded = load_model(out, dev)
+    model, cfg = loaded.model, loaded.config
     fits = {}
     for name in filter(None, args.samplers.split(",")):
         t = time.perf_counter()
-        get_sampler(out, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        get_sampler(loaded, name=name, data=args.data, device=dev, progress=False)
         sync(dev)
         fits[name] = round(time.perf_counter() - t, 2)
     timing = {"recipe": args.recipe, "note": recipe.get("note", ""), "overrides": [*recipe.get("set", []), *args.sets],
@@ -118,19 +119,19 @@ def stage_eval(args) -> None:
     dev = resolve_device(args.device)
     run = Path(args.run)
     timing = json.loads((run / "timing.json").read_text())
-    model, cfg = load_model(run, dev)
+    loaded = load_model(run, dev)
+    model, cfg = loaded.model, loaded.config
     model.eval()
     extractor = fid.InceptionFeatures(args.inception, dev)
     ds = open_dataset(args.data, cfg.data.val_fraction)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=False)
+    images = load_images(ds, cfg, progress=False)
     n_valid = len(ds.split_indices("valid"))
     refs = {"train": ev.reference_stats(ds, images, "train", args.reference_images, cfg, extractor, args.batch, False),
             "valid": ev.reference_stats(ds, images, "valid", 0, cfg, extractor, args.batch, False),
             "train_matched": ev.reference_stats(ds, images, "train", n_valid, cfg, extractor, args.batch, False)}
     fids = {}
     for name in filter(None, args.samplers.split(",")):
-        sampler = get_sampler(run, model, cfg, name=name, data=args.data, device=dev, progress=False)
+        sampler = get_sampler(loaded, name=name, data=args.data, device=dev, progress=False)
         feats = features_of_samples(model, sampler, args.samples, args.batch, extractor, dev)
         fids[name] = {ref: round(ev.fid_to_reference(feats, mu, sigma), 2) for ref, (mu, sigma, _) in refs.items()}
     x8 = ev.read_subset(images, ds.split_indices("valid"))

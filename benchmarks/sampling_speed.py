@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from facevae.latent.encode import encode_images, split_images
-from facevae.metrics.evaluate import decoded_batches
+from facevae.tasks.encode import encode_images, load_split
+from facevae.tasks.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device
@@ -60,9 +60,10 @@ def decode_uint8(model, z: torch.Tensor, batch: int, device: torch.device) -> to
 def main() -> None:
     args = parse_args()
     dev = resolve_device(args.device)
-    model, cfg = load_model(args.ckpt, dev)
+    loaded = load_model(args.ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     model.eval()
-    _, _, images = split_images(args.data, "train", cfg, progress=False)
+    _, _, images = load_split(args.data, "train", cfg, progress=False)
     options = {"components": args.components} if args.sampler == "gmm" else {}
     clock = Clock(dev)
     decode_uint8(model, torch.zeros(2, cfg.model.latent_dim, device=dev), 2, dev)  # first-call set-up, untimed

@@ -204,7 +204,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             model = copy.deepcopy(initial)
             if mode in ("facevae", "facevae_fit"):
-                images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, progress=False)
+                images = load_images(ds, cfg, progress=False)
                 if mode == "facevae":
                     trainer = facevae_trainer(cfg, model, images, idx, device, Path(tmp) / mode, compile_model)
                     results[mode] = timed(facevae_steps(trainer), device, args.warmup, args.steps, args.batch)

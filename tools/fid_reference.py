@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facevae.data import load_images, open_dataset
+from facevae.data import cached_images, open_dataset
 from facevae.io import atomic_write
 from facevae.metrics import fid
 from facevae.metrics.reference import reference_protocol
@@ -41,7 +41,7 @@ def main() -> None:
     idx = ds.split_indices(a.split)
     if a.limit:
         idx = idx[:a.limit]
-    images = load_images(ds, a.size, a.crop, False)
+    images = cached_images(ds, a.size, a.crop, False)
     extractor = fid.InceptionFeatures(device="cpu")
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from facevae.data import load_images, open_dataset
+from facevae.data import cached_images, open_dataset
 from facevae.metrics.fid import default_inception_path
 
 ANNOTATIONS = ("list_eval_partition.txt", "list_attr_celeba.txt", "identity_CelebA.txt")
@@ -34,7 +34,7 @@ SIZE, CROP = 64, 148
 
 def data_pack(src: Path, dst: Path) -> Path:
     ds = open_dataset(src)
-    images = load_images(ds, SIZE, CROP, progress=False)
+    images = cached_images(ds, SIZE, CROP, progress=False)
     with tempfile.TemporaryDirectory(prefix="facevae-pack-") as tmp:
         root = Path(tmp) / "celeba64"
         (root / "img_align_celeba").mkdir(parents=True)

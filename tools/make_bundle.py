@@ -16,9 +16,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from facevae.training.checkpoint import bundled_weights, load_model, resolve_weights, save_weights, weights_digest
+from facevae.training.checkpoint import bundled_weights, load_model, save_weights
 
 
 def main() -> None:
@@ -28,30 +27,29 @@ def main() -> None:
     ap.add_argument("--components", type=int, default=10)
     args = ap.parse_args()
 
-    model, cfg = load_model(args.run)
-    with safe_open(str(resolve_weights(args.run)), framework="pt") as f:
-        step = (f.metadata() or {}).get("step", "")
+    run = load_model(args.run)
+    step = "" if run.step is None else str(run.step)
     target = bundled_weights()
     for old in target.parent.glob("*.safetensors"):
         old.unlink()
-    save_weights(target, cfg, model.state_dict(), {"step": step, "source": str(args.run.name)}, dtype=torch.float16)
+    save_weights(target, run.config, run.model.state_dict(), {"step": step, "source": str(args.run.name)}, dtype=torch.float16)
     print(f"weights: {target} ({target.stat().st_size / 1e6:.1f} MB, step {step})")
 
     # fit with the bundled (fp16-rounded) weights, exactly what users will load
-    model, cfg = load_model(None)
+    bundle = load_model(None)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
-        from facevae.latent.attributes import attribute_bank, cache_paths
-        from facevae.sampling.store import get_sampler, store_dirs
+        from facevae.tasks.edit import attribute_bank, cache_paths
+        from facevae.tasks.store import get_sampler, store_dirs
 
         for name in ("gaussian", "gmm", "two_stage"):
-            get_sampler(None, model, cfg, name=name, components=args.components, data=args.data)
-        written = store_dirs(None)[-1]
+            get_sampler(bundle, name=name, components=args.components, data=args.data)
+        written = store_dirs(bundle)[-1]
         for f in written.glob("*.safetensors"):
             shutil.copy2(f, target.parent / f.name)
             print(f"sampler: {target.parent / f.name}")
-        attribute_bank(None, model, cfg, data=args.data)
-        reads, write = cache_paths(None, target, weights_digest(target))
+        attribute_bank(bundle, data=args.data)
+        reads, write = cache_paths(bundle)
         shutil.copy2(write, reads[0])
         print(f"attributes: {reads[0]}")
     print(json.dumps({"bundle": [p.name for p in sorted(target.parent.glob('*.safetensors'))]}))

@@ -29,7 +29,7 @@ CHOICES: dict[str, tuple[str, str]] = {
     "model.block": ("facevae.models.vae", "BLOCKS"),
     "model.norm": ("facevae.models.blocks", "NORMS"),
     "model.activation": ("facevae.models.blocks", "ACTIVATIONS"),
-    "loss.recon": ("facevae.losses", "RECON_LOSSES"),
+    "loss.recon": ("facevae.decoders", "RECON_LOSSES"),
     "train.optimizer": ("facevae.training.options", "OPTIMIZERS"),
     "train.schedule": ("facevae.training.options", "SCHEDULES"),
     "train.precision": ("facevae.training.options", "PRECISIONS"),

@@ -1,4 +1,4 @@
-"""Atomic file writes: a kill at any moment leaves the previous file intact."""
+"""Atomic file writes (a kill at any moment leaves the previous file intact) and the user cache folder."""
 from __future__ import annotations
 
 import os
@@ -18,6 +18,16 @@ def _file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def user_cache(*parts: str) -> Path:
+    """A folder under $FACEVAE_CACHE (unset or empty: ~/.cache/facevae), with `~` expanded.
+
+    The one reader of that variable, so the image cache, FID statistics, latents and
+    fitted samplers of the bundled model all land under the same root.
+    """
+    root = os.environ.get("FACEVAE_CACHE") or "~/.cache/facevae"
+    return Path(root).expanduser().joinpath(*parts)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -72,6 +82,3 @@ def check_writable(path: Path, option: str = "--out", folder: bool = False) -> N
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from facevae.config import LossConfig
+from facevae.decoders import RECON_LOSSES
 from facevae.models.vae import VAEOutput
 
 
@@ -28,34 +27,10 @@ class LossTerms:
         return {"total": self.total.detach(), "recon": self.recon.detach(), "kl": self.kl.detach()}
 
 
-def _bernoulli_nll(x: torch.Tensor, logits: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-
-
-def _gaussian_nll(x: torch.Tensor, logits: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    mean = torch.sigmoid(logits)
-    log_scale = torch.as_tensor(log_scale, dtype=mean.dtype, device=mean.device)
-    return 0.5 * ((x - mean) * torch.exp(-log_scale)) ** 2 + log_scale + 0.5 * math.log(2 * math.pi)
-
-
-def _laplace_nll(x: torch.Tensor, logits: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    mean = torch.sigmoid(logits)
-    log_scale = torch.as_tensor(log_scale, dtype=mean.dtype, device=mean.device)
-    return (x - mean).abs() * torch.exp(-log_scale) + log_scale + math.log(2.0)
-
-
-# per-pixel negative log-likelihoods of x under p(x|z); "mse" is the Gaussian, "l1" the Laplace
-RECON_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "bce": _bernoulli_nll,
-    "mse": _gaussian_nll,
-    "l1": _laplace_nll,
-}
-
-
 def recon_nll(x: torch.Tensor, out: VAEOutput, cfg: LossConfig) -> torch.Tensor:
     """Reconstruction negative log-likelihood per image (nats), shape (batch,)."""
     log_scale = out.log_sigma if out.log_sigma is not None else math.log(cfg.sigma)
-    per_pixel = RECON_LOSSES[cfg.recon](x.float(), out.logits.float(), log_scale)
+    per_pixel = RECON_LOSSES[cfg.recon].nll(x.float(), out.logits.float(), log_scale)
     return per_pixel.flatten(1).sum(1)
 
 

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facevae.data import cache, load_image, load_images, open_dataset
+from facevae.data import cache, load_image, cached_images, open_dataset
 from facevae.errors import FacevaeError
 
 
 def test_cache_is_built_once_and_reused(fake_celeba, tmp_path, monkeypatch):
     ds = open_dataset(fake_celeba)
-    first = load_images(ds, 32, 148, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    first = cached_images(ds, 32, 148, cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert first.shape == (24, 3, 32, 32) and first.dtype == np.uint8
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(files) == 1 and files[0].endswith(".npy")
@@ -17,7 +17,7 @@ def test_cache_is_built_once_and_reused(fake_celeba, tmp_path, monkeypatch):
         raise AssertionError("cache was rebuilt")
 
     monkeypatch.setattr(cache, "_build", boom)
-    again = load_images(ds, 32, 148, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    again = cached_images(ds, 32, 148, cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert isinstance(again, np.memmap)
     np.testing.assert_array_equal(first, again)
 
@@ -31,7 +31,7 @@ def test_cache_key_follows_preprocessing(fake_celeba):
 
 def test_cache_matches_direct_decoding(fake_celeba, tmp_path):
     ds = open_dataset(fake_celeba)
-    arr = load_images(ds, 32, 148, cache_dir=tmp_path, workers=2, progress=False)
+    arr = cached_images(ds, 32, 148, cache_dir=tmp_path, workers=2, progress=False)
     direct = load_image(ds.paths([5])[0], 32, 148)
     np.testing.assert_array_equal(arr[5], direct)
 
@@ -52,4 +52,4 @@ def test_corrupt_image_is_a_user_error(fake_celeba, tmp_path):
     bad = fake_celeba / "img_align_celeba" / "000003.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     with pytest.raises(FacevaeError, match="000003.jpg.*corrupt"):
-        load_images(open_dataset(fake_celeba), 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False)
+        cached_images(open_dataset(fake_celeba), 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from facevae.data import cache, load_image, load_images, open_dataset
+from facevae.data import cache, load_image, cached_images, open_dataset
 
 from tests.conftest import make_celeba
 
@@ -40,13 +40,13 @@ def small_chunks(monkeypatch):
 
 def test_interrupted_build_resumes_to_the_same_array(tmp_path, monkeypatch, small_chunks):
     ds = open_dataset(make_celeba(tmp_path / "celeba", n=40))  # 10 chunks of 4
-    reference = np.array(load_images(ds, 32, 148, cache_dir=tmp_path / "ref", workers=2, progress=False))
+    reference = np.array(cached_images(ds, 32, 148, cache_dir=tmp_path / "ref", workers=2, progress=False))
 
     out = tmp_path / "cache"
     key = cache.cache_key(ds, 32, 148, False)
     monkeypatch.setenv(DIE_ENV, ds.filenames[25])  # chunk 6
     with pytest.raises(KeyboardInterrupt):
-        load_images(ds, 32, 148, cache_dir=out, workers=2, progress=False)
+        cached_images(ds, 32, 148, cache_dir=out, workers=2, progress=False)
     assert not (out / f"{key}.npy").exists()
     record = json.loads((out / f"{key}.done.json").read_text())
     assert record["chunk"] == 4 and 0 < len(record["done"]) < 10 and 6 not in record["done"]
@@ -54,20 +54,20 @@ def test_interrupted_build_resumes_to_the_same_array(tmp_path, monkeypatch, smal
     # the resumed build must not decode a recorded chunk again
     monkeypatch.delenv(DIE_ENV)
     monkeypatch.setenv(FORBID_ENV, " ".join(ds.filenames[c * 4] for c in record["done"]))
-    resumed = load_images(ds, 32, 148, cache_dir=out, workers=2, progress=False)
+    resumed = cached_images(ds, 32, 148, cache_dir=out, workers=2, progress=False)
     np.testing.assert_array_equal(resumed, reference)
     assert sorted(p.name for p in out.iterdir()) == [f"{key}.npy"]
 
 
 def test_a_record_made_with_another_chunk_size_is_not_trusted(tmp_path, monkeypatch, small_chunks):
     ds = open_dataset(make_celeba(tmp_path / "celeba", n=24))
-    reference = np.array(load_images(ds, 32, 148, cache_dir=tmp_path / "ref", workers=1, progress=False))
+    reference = np.array(cached_images(ds, 32, 148, cache_dir=tmp_path / "ref", workers=1, progress=False))
     monkeypatch.setenv(DIE_ENV, ds.filenames[20])
     with pytest.raises(KeyboardInterrupt):
-        load_images(ds, 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False)
+        cached_images(ds, 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False)
     monkeypatch.delenv(DIE_ENV)
     monkeypatch.setattr(cache, "CHUNK", 8)  # chunk 1 now means images 8..15, not 4..7
-    np.testing.assert_array_equal(load_images(ds, 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False),
+    np.testing.assert_array_equal(cached_images(ds, 32, 148, cache_dir=tmp_path / "c", workers=1, progress=False),
                                   reference)
 
 
@@ -81,7 +81,7 @@ def test_concurrent_callers_share_one_build(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "_build", lambda *a: (builds.append(1), real_build(*a)))
     got = {}
     with cache._build_lock(out, key):  # this caller holds the build
-        waiter = threading.Thread(target=lambda: got.update(arr=load_images(ds, 32, 148, cache_dir=out, workers=1,
+        waiter = threading.Thread(target=lambda: got.update(arr=cached_images(ds, 32, 148, cache_dir=out, workers=1,
                                                                             progress=False)))
         waiter.start()
         time.sleep(0.5)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.data import open_dataset
-from facevae.latent import attributes
+from facevae.tasks import edit as attributes
 from facevae.training.checkpoint import load_model
 from tests.conftest import make_celeba, mini_slice, write_jpeg
 
@@ -24,7 +24,7 @@ def _never_compute(*args, **kwargs):
 
 
 def test_data_key_ignores_the_folder_path(tmp_path):
-    cfg = load_model(None)[1]
+    cfg = load_model(None).config
     a = open_dataset(make_celeba(tmp_path / "a" / "celeba"))
     b = open_dataset(make_celeba(tmp_path / "elsewhere" / "copy"))
     assert attributes.data_key(a, cfg) == attributes.data_key(b, cfg)
@@ -33,7 +33,7 @@ def test_data_key_ignores_the_folder_path(tmp_path):
 
 
 def test_shipped_vectors_carry_the_key_of_the_mini_celeba(celeba_root):
-    cfg = load_model(None)[1]
+    cfg = load_model(None).config
     with safe_open(str(SHIPPED), framework="pt") as f:
         stored = f.metadata()["data"]
     assert stored == attributes.data_key(open_dataset(celeba_root, cfg.data.val_fraction), cfg)
@@ -47,8 +47,9 @@ def test_an_identical_copy_of_the_data_reuses_the_shipped_vectors(celeba_root, t
     for name in ("list_attr_celeba.txt", "list_eval_partition.txt", "identity_CelebA.txt"):
         shutil.copy(celeba_root / name, copy / name)
     monkeypatch.setattr(attributes, "_compute_from_data", _never_compute)
-    model, cfg = load_model(None)
-    bank = attributes.attribute_bank(None, model, cfg, data=copy, progress=False)
+    loaded = load_model(None)
+    bank = attributes.attribute_bank(loaded, data=copy, progress=False)
+    cfg = loaded.config
     assert len(bank.names) == 40 and bank.directions.shape == (40, cfg.model.latent_dim)
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.errors import FacevaeError
-from facevae.latent.attributes import attribute_vectors
+from facevae.tasks.edit import attribute_vectors
 from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 
@@ -95,8 +95,10 @@ def test_edit_grid_and_cached_attribute_vectors(setup, tmp_path):
             "--out", out2, "--device", "cpu")
     assert _image(out2).shape[1] == 2 * CELL + PAD
 
-    model, cfg = load_model(run)
-    names, vectors = attribute_vectors(run, model, cfg)
+    loaded = load_model(run)
+
+    model, cfg = loaded.model, loaded.config
+    names, vectors = attribute_vectors(loaded)
     assert len(names) == 40 and vectors.shape == (40, 8) and "Smiling" in names
     assert torch.isfinite(vectors).all() and vectors[names.index("Smiling")].norm() > 0
 
@@ -156,7 +158,7 @@ def test_compare_trains_both_models_and_draws_them(setup, tmp_path):
     assert set(report["metrics"]) == {"VAE", "AE"}
     assert all(np.isfinite(m["recon MSE"]) for m in report["metrics"].values())
     assert (out / "vae" / "model.safetensors").is_file() and (out / "ae" / "model.safetensors").is_file()
-    assert load_model(out / "ae")[1].model.kind == "ae"
+    assert load_model(out / "ae").config.model.kind == "ae"
     assert _image(out / "compare.png").shape[1] > 400
     # a second call without --reuse refuses to overwrite; with it, only the figure is redrawn
     with pytest.raises(FacevaeError, match="--reuse"):

@@ -13,7 +13,7 @@ import torch
 
 from facevae.errors import FacevaeError
 from facevae.metrics import fid
-from facevae.metrics import evaluate as ev
+from facevae.tasks import evaluate as ev
 from facevae.metrics.latent_health import aggregate_posterior_kl, latent_health
 from tests.conftest import mini_slice, tiny_config
 
@@ -138,9 +138,11 @@ def test_fid_orders_real_reconstructed_and_noise(mini, tiny_run, inception):
     from facevae.metrics.recon import reconstruct_uint8
     from facevae.training.checkpoint import load_model
 
-    model, cfg = load_model(tiny_run)
+    loaded = load_model(tiny_run)
+
+    model, cfg = loaded.model, loaded.config
     ds = open_dataset(mini)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, workers=1, progress=False)
+    images = load_images(ds, cfg, progress=False)
     train_idx = ds.split_indices("train")
     # 4 x 24 images through Inception (~20 s on two free cores); measured margins at this size:
     # real 128 < reconstructions 372 < noise 441
@@ -318,7 +320,7 @@ def test_committed_reference_from_64_images_is_used_by_evaluate(mini, tiny_run, 
 
     cfg = tiny_config()
     ds = open_dataset(mini)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, workers=1, progress=False)
+    images = load_images(ds, cfg, progress=False)
     mu, sigma, computed = ev.reference_stats(ds, images, "train", 64, cfg, inception, progress=False)
     assert computed["source"] == "computed" and computed["count"] == 64
     shipped = tmp_path / "fid"

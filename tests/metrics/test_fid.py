@@ -102,9 +102,9 @@ def test_unreadable_cache_file_is_recomputed(tmp_path):
     np.testing.assert_array_equal(mu, [1.0, 1.0])
 
 
-def test_default_cache_dir_follows_env(monkeypatch, tmp_path):
+def test_stats_cache_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("FACEVAE_CACHE", str(tmp_path))
-    assert fid.default_cache_dir() == tmp_path / "fid"
+    assert fid.stats_cache_path({"k": 1}).parent == tmp_path / "fid"
 
 
 # ----------------------------------------------------------------------------- network

@@ -10,6 +10,8 @@ from scipy import integrate, stats
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae import decoders
+from facevae.decoders import decoder_distribution
 from facevae.losses import recon_nll
 from facevae.metrics import likelihood as lk
 from facevae.models import build_model
@@ -48,15 +50,14 @@ def _tail_difference(dist, lo, hi, upper):
 @pytest.mark.parametrize("logit", [-9.0, -1.0, 0.0, 1e-7, 0.4, 3.0, 12.0])
 @pytest.mark.parametrize("sigma", [1e-4, 0.01, 0.2, 1.0, 30.0])
 def test_levels_of_a_pixel_sum_to_one(recon, logit, sigma):
-    fn, _ = lk.discrete_likelihood(recon)
-    logp = fn(LEVELS, torch.full((256,), logit, dtype=torch.float64), math.log(sigma))
+    logp = decoder_distribution(recon).discrete_log_prob(LEVELS, torch.full((256,), logit, dtype=torch.float64), math.log(sigma))
     assert torch.isfinite(logp).all()
     assert float(torch.logsumexp(logp, 0)) == pytest.approx(0.0, abs=1e-10)
 
 
 def test_gaussian_bins_match_scipy():
     mean, sigma = 0.37, 0.05
-    logp = lk.gaussian_bin_log_prob(LEVELS, torch.tensor(mean, dtype=torch.float64), math.log(sigma))
+    logp = decoders.gaussian_bin_log_prob(LEVELS, torch.tensor(mean, dtype=torch.float64), math.log(sigma))
     k = np.arange(256)
     lo = np.where(k == 0, -np.inf, (k - 0.5) / 255)
     hi = np.where(k == 255, np.inf, (k + 0.5) / 255)
@@ -68,7 +69,7 @@ def test_gaussian_bins_match_scipy():
 
 def test_laplace_bins_match_scipy():
     mean, b = 0.8, 0.03
-    logp = lk.laplace_bin_log_prob(LEVELS, torch.tensor(mean, dtype=torch.float64), math.log(b))
+    logp = decoders.laplace_bin_log_prob(LEVELS, torch.tensor(mean, dtype=torch.float64), math.log(b))
     k = np.arange(256)
     lo = np.where(k == 0, -np.inf, (k - 0.5) / 255)
     hi = np.where(k == 255, np.inf, (k + 0.5) / 255)
@@ -83,7 +84,7 @@ def test_continuous_bernoulli_bins_integrate_the_normalised_bce_density(logit):
     for level in (0, 1, 77, 200, 255):
         lo, hi = max(0.0, (level - 0.5) / 255), min(1.0, (level + 0.5) / 255)
         mass = integrate.quad(lambda u: lam**u * (1 - lam) ** (1 - u), lo, hi)[0] / normaliser
-        got = lk.continuous_bernoulli_bin_log_prob(torch.tensor(level, dtype=torch.uint8),
+        got = decoders.continuous_bernoulli_bin_log_prob(torch.tensor(level, dtype=torch.uint8),
                                                    torch.tensor(logit, dtype=torch.float64))
         assert float(got.exp()) == pytest.approx(mass, rel=1e-9)
 
@@ -96,8 +97,8 @@ def test_bits_per_dim_is_nats_over_d_ln2():
 
 
 def test_unknown_decoder_is_a_user_error():
-    with pytest.raises(FacevaeError, match="no discrete likelihood"):
-        lk.discrete_likelihood("poisson")
+    with pytest.raises(FacevaeError, match="no decoder distribution"):
+        decoder_distribution("poisson")
 
 
 # ----------------------------------------------------------------------------- bounds

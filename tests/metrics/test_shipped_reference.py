@@ -6,8 +6,8 @@ import numpy as np
 
 from facevae.config import RunConfig
 from facevae.data import open_dataset
-from facevae.metrics import evaluate as ev
 from facevae.metrics import fid
+from facevae.tasks import evaluate as ev
 
 SHIPPED = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
 

@@ -17,9 +17,8 @@ from facevae.sampling import (
     PriorSampler,
     TwoStageSampler,
     build_sampler,
-    load_sampler,
-    save_sampler,
 )
+from facevae.tasks.sampler_files import load_sampler, save_sampler
 
 TRUE_WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 TRUE_MEANS = torch.tensor([[-3.0, 0.0, 1.0], [3.0, 1.0, -1.0]], dtype=torch.float64)
@@ -102,8 +101,7 @@ def test_gmm_log_prob_matches_scipy_mixture_density() -> None:
 
 
 def test_gmm_sampling_follows_weights_and_temperature(gmm: GMMSampler) -> None:
-    hot = GMMSampler.from_state_dict(gmm.state_dict(), **{**gmm.options(), "temperature": 0.5})
-    z = hot.sample(20000, gen(3)).double()
+    z = gmm.sample(20000, gen(3), temperature=0.5).double()
     first = z[:, 0] < 0  # the components are 6 std apart along dim 0
     k = int(gmm.means[:, 0].argmin())
     assert first.double().mean().item() == pytest.approx(gmm.weights[k].item(), abs=0.015)
@@ -113,7 +111,7 @@ def test_gmm_sampling_follows_weights_and_temperature(gmm: GMMSampler) -> None:
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 1.5])
 def test_prior_temperature_scales_the_std(temperature: float) -> None:
-    z = PriorSampler(8, temperature=temperature).sample(40000, gen(4))
+    z = PriorSampler(8).sample(40000, gen(4), temperature=temperature)
     assert z.shape == (40000, 8) and z.dtype == torch.float32
     assert z.mean().item() == pytest.approx(0.0, abs=0.01 * temperature)
     assert torch.allclose(z.std(0), torch.full((8,), temperature), rtol=0.02)
@@ -131,10 +129,10 @@ def test_gaussian_sampler_recovers_mean_and_covariance() -> None:
     a = torch.randn(4, 4, dtype=torch.float64, generator=gen(5))
     cov = a @ a.mT + 0.1 * torch.eye(4, dtype=torch.float64)
     data = torch.distributions.MultivariateNormal(mean, cov).sample((50000,)).float()
-    sampler = GaussianSampler(temperature=1.0).fit(data)
+    sampler = GaussianSampler().fit(data)
     assert torch.allclose(sampler.mean, mean, atol=0.05)
     assert torch.allclose(sampler.covariance, cov, atol=0.1 * cov.abs().max().item())
-    z = GaussianSampler(temperature=2.0).fit(data).sample(50000, gen(6))
+    z = sampler.sample(50000, gen(6), temperature=2.0)
     assert torch.allclose(empirical_cov(z), 4 * empirical_cov(data), atol=0.5)
 
 
@@ -147,17 +145,40 @@ def test_gaussian_sampler_survives_a_collapsed_dimension() -> None:
 
 @pytest.fixture(scope="module")
 def fitted(latents: torch.Tensor, gmm: GMMSampler) -> dict:
-    return {"prior": PriorSampler(3, temperature=0.8).fit(latents),
-            "gaussian": GaussianSampler(temperature=0.9).fit(latents), "gmm": gmm,
-            "two_stage": TwoStageSampler(temperature=0.9, hidden=16, steps=20).fit(latents),
-            "diffusion": DiffusionSampler(temperature=0.9, hidden=16, steps=20, sample_steps=5).fit(latents)}
+    return {"prior": PriorSampler(3).fit(latents), "gaussian": GaussianSampler().fit(latents), "gmm": gmm,
+            "two_stage": TwoStageSampler(hidden=16, steps=20).fit(latents),
+            "diffusion": DiffusionSampler(hidden=16, steps=20, sample_steps=5).fit(latents)}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_state_dict_round_trip_gives_identical_samples(name: str, fitted: dict) -> None:
     sampler = fitted[name]
     twin = type(sampler).from_state_dict(sampler.state_dict(), **sampler.options())
-    assert torch.equal(twin.sample(64, gen(9)), sampler.sample(64, gen(9)))
+    assert torch.equal(twin.sample(64, gen(9), temperature=0.8), sampler.sample(64, gen(9), temperature=0.8))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_temperature_is_per_call_and_not_sampler_state(name: str, fitted: dict) -> None:
+    sampler = fitted[name]
+    assert "temperature" not in sampler.options() and not hasattr(sampler, "temperature")
+    hot, cold = sampler.sample(2000, gen(11), temperature=1.0), sampler.sample(2000, gen(11), temperature=0.3)
+    assert torch.equal(sampler.sample(2000, gen(11)), hot)  # a colder call left no trace
+    assert cold.var(0).sum() < 0.9 * hot.var(0).sum()
+    with pytest.raises(FacevaeError, match="temperature must be a number >= 0"):
+        sampler.sample(4, temperature=-1.0)
+
+
+def test_file_with_a_stored_temperature_still_loads(fitted: dict, tmp_path) -> None:
+    """Sampler files written while temperature was sampler state (the bundled fits) keep loading."""
+    import json
+
+    from safetensors.torch import save_file
+
+    sampler, path = fitted["gaussian"], tmp_path / "old.safetensors"
+    meta = {"format": "facevae.sampler/1", "sampler": "gaussian",
+            "options": json.dumps({**sampler.options(), "temperature": 0.7})}
+    save_file({k: v.contiguous() for k, v in sampler.state_dict().items()}, str(path), metadata=meta)
+    assert torch.equal(load_sampler(path).sample(8, gen(12)), sampler.sample(8, gen(12)))
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -179,9 +200,9 @@ def test_unknown_sampler_name_lists_the_valid_ones() -> None:
 
 
 def test_build_sampler_passes_options_and_rejects_unknown_ones() -> None:
-    sampler = build_sampler("gmm", 16, components=4, temperature=0.7)
+    sampler = build_sampler("gmm", 16, components=4)
     assert isinstance(sampler, GMMSampler) and sampler.options()["components"] == 4
-    assert sampler.latent_dim == 16 and sampler.temperature == 0.7
+    assert sampler.latent_dim == 16
     with pytest.raises(FacevaeError, match="no option colour"):
         build_sampler("gaussian", 16, colour="red")
 

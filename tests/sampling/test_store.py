@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.generate import generate
-from facevae.sampling import store
+from facevae.tasks.generate import generate
+from facevae.tasks import store
+from facevae.training.checkpoint import load_model
 from facevae.training.run import train
 
 from tests.conftest import tiny_config
@@ -49,9 +50,9 @@ def test_a_fit_on_first_use_says_what_it_is_doing(run_and_data, capsys):
 
 def test_new_weights_invalidate_the_stored_fit(run_and_data, tmp_path):
     run, data = run_and_data
-    before = store.sampler_file("gmm", 2, run)
+    before = store.sampler_file("gmm", 2, load_model(run))
     train(data, run, tiny_config("train.max_steps=3"), resume=True, device="cpu", progress=False)
-    assert store.sampler_file("gmm", 2, run) != before
+    assert store.sampler_file("gmm", 2, load_model(run)) != before
 
 
 def test_temperature_zero_prior_gives_the_decoded_origin(run_and_data):
@@ -67,9 +68,30 @@ def test_unknown_sampler(run_and_data):
         generate(run_and_data[0], n=2, sampler="flow", device="cpu")
 
 
+def test_store_reads_per_sampler_facts_from_the_class(run_and_data, monkeypatch):
+    """A new sampler declares whether it fits latents and which option keys its fit; the store has no tables."""
+    from facevae.sampling import GaussianSampler, PriorSampler, registry
+
+    class Wide(PriorSampler):
+        name = "wide"
+
+    class Banded(GaussianSampler):
+        name = "banded"
+        stored_option = "jitter"
+
+    monkeypatch.setitem(registry.SAMPLERS, "wide", Wide)
+    monkeypatch.setitem(registry.SAMPLERS, "banded", Banded)
+    run, _ = run_and_data
+    loaded = load_model(run)
+    assert isinstance(store.get_sampler(loaded, name="wide"), Wide)  # no data, no file: not fitted
+    assert store.sampler_file("banded", 3, loaded).startswith("banded-k3-")
+    assert store.fit_options("banded", 3) == {"jitter": 3}
+    assert store.sampler_file("gaussian", 3, loaded).startswith("gaussian-") and store.fit_options("gaussian", 3) == {}
+
+
 def test_sample_seed_draws_its_noise_on_the_cpu_whatever_the_device(run_and_data, monkeypatch):
     """The same seed gives the same faces on CPU and GPU: the latents come from a CPU generator."""
-    import facevae.generate as gen
+    import facevae.tasks.generate as gen
 
     run, _ = run_and_data
     seen = []
@@ -79,9 +101,9 @@ def test_sample_seed_draws_its_noise_on_the_cpu_whatever_the_device(run_and_data
         sampler = real_get(*args, **kwargs)
         draw = sampler.sample
 
-        def sample(n, generator=None):
+        def sample(n, generator=None, temperature=1.0):
             seen.append(generator.device)
-            return draw(n, generator=generator)
+            return draw(n, generator=generator, temperature=temperature)
 
         sampler.sample = sample
         return sampler
@@ -102,7 +124,7 @@ def test_diffusion_fit_is_stored_and_the_cli_samples_from_it(run_and_data, monke
     monkeypatch.setattr(store, "build_sampler", lambda name, dim, **kw: real(
         name, dim, **kw, **({"hidden": 16, "steps": 20, "sample_steps": 5} if name == "diffusion" else {})))
     a = generate(run, n=4, sampler="diffusion", data=data, device="cpu", seed=1)
-    assert [f.name for f in (run / "samplers").glob("diffusion*")] == [store.sampler_file("diffusion", 10, run)]
+    assert [f.name for f in (run / "samplers").glob("diffusion*")] == [store.sampler_file("diffusion", 10, load_model(run))]
     monkeypatch.setattr(store, "fit_sampler", lambda *args, **kwargs: pytest.fail("refitted although a stored fit exists"))
     torch.testing.assert_close(generate(run, n=4, sampler="diffusion", device="cpu", seed=1), a)
     r = facevae("sample", "--ckpt", run, "--sampler", "diffusion", "--n", 4, "--out", tmp_path / "d.png")

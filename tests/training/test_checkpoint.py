@@ -82,7 +82,8 @@ def test_interrupted_write_leaves_previous_checkpoint(fake_celeba, tmp_path, mon
         train(fake_celeba, run, tiny_config("train.max_steps=4"), resume=True, device="cpu", progress=False)
     assert (run / ckpt.CHECKPOINT).read_bytes() == before
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
-    model, cfg = load_model(run)
+    loaded = load_model(run)
+    model, cfg = loaded.model, loaded.config
     assert cfg.model.latent_dim == 8
 
 
@@ -117,3 +118,26 @@ def test_load_model_errors(tmp_path):
     junk.write_bytes(b"not safetensors at all")
     with pytest.raises(FacevaeError, match="not a readable facevae checkpoint"):
         load_model(junk)
+
+
+def test_load_model_returns_one_frozen_checkpoint(fake_celeba, tmp_path):
+    import dataclasses
+    import hashlib
+
+    from facevae.tasks.edit import cache_paths
+    from facevae.tasks.store import store_dirs
+    from facevae.training.checkpoint import bundled_weights
+
+    run = tmp_path / "run"
+    train(fake_celeba, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
+    c = load_model(run)
+    weights = run / ckpt.WEIGHTS
+    assert (c.weights, c.run_dir, c.is_bundled, c.step, c.source) == (weights, run, False, 2, str(run))
+    assert c.digest == hashlib.sha1(weights.read_bytes()).hexdigest() and c.weights_id == c.digest[:12]
+    assert c.config.model.latent_dim == 8 and not c.model.training
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.digest = "x"
+    # one rule for "the bundled model": by default or named by its file, it is the same checkpoint
+    default, named = load_model(None), load_model(bundled_weights())
+    assert default.is_bundled and named.is_bundled and default.run_dir is None
+    assert cache_paths(default) == cache_paths(named) and store_dirs(default) == store_dirs(named)

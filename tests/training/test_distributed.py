@@ -59,7 +59,7 @@ def poison_once(trainer_mod, only_rank: int | None) -> None:
 def _worker(data: str, out: str, sets: list[str]) -> None:
     from facevae.config import RunConfig
     from facevae.io import atomic_write_text
-    from facevae.training import distributed
+    from facevae.training import launch
     from facevae.training import run as run_mod
     from facevae.training import trainer as trainer_mod
 
@@ -78,7 +78,7 @@ def _worker(data: str, out: str, sets: list[str]) -> None:
 
     run_mod.Trainer = Probe
     cfg: RunConfig = tiny_config(*sets)
-    distributed.train_maybe_distributed(data, out, cfg, resume=False, device="cpu", progress=False)
+    launch.train_maybe_distributed(data, out, cfg, resume=False, device="cpu", progress=False)
 
 
 # ---- the test (pytest side) ------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from facevae.training import run
-from facevae.training.distributed import train_maybe_distributed
+from facevae.training.launch import train_maybe_distributed
 
 from tests.conftest import tiny_config
 

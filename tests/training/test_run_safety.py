@@ -88,8 +88,8 @@ def test_the_nan_patience_stop_says_intact_only_of_a_finite_checkpoint(data, tmp
 def test_loading_non_finite_weights_is_an_error(data, tmp_path):
     out = tmp_path / "r"
     run(data, out, "train.max_steps=2")
-    model, cfg = ckpt.load_model(out)
-    state = model.state_dict()
+    loaded = ckpt.load_model(out)
+    cfg, state = loaded.config, loaded.model.state_dict()
     state["decoder.to_rgb.bias"] = torch.full_like(state["decoder.to_rgb.bias"], float("inf"))
     ckpt.save_weights(out / ckpt.WEIGHTS, cfg, state)
     with pytest.raises(FacevaeError, match=r"not finite \(decoder.to_rgb.bias holds NaN or inf\)"):

@@ -24,11 +24,11 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def web_run(web_data, tmp_path_factory) -> Path:
     """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
-    from facevae.latent.attributes import attribute_vectors
-    from facevae.latent.encode import encode_images, split_images
     from facevae.sampling import build_sampler
-    from facevae.sampling.serialize import save_sampler
-    from facevae.sampling.store import sampler_file, store_dirs
+    from facevae.tasks.edit import attribute_vectors
+    from facevae.tasks.encode import encode_images, load_split
+    from facevae.tasks.sampler_files import save_sampler
+    from facevae.tasks.store import sampler_file, store_dirs
     from facevae.training.checkpoint import load_model
     from facevae.training.run import train
 
@@ -38,13 +38,13 @@ def web_run(web_data, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     try:
         train(web_data, run, tiny_config(*TRAIN_SETTINGS), device="cpu", progress=False)
-        model, cfg = load_model(run)
-        attribute_vectors(run, model, cfg, data=web_data)
-        means, _ = encode_images(model, split_images(web_data, "train", cfg, progress=False)[2])
+        loaded = load_model(run)
+        cfg = loaded.config
+        attribute_vectors(loaded, data=web_data)
+        means, _ = encode_images(loaded.model, load_split(web_data, "train", cfg, progress=False)[2])
         for name, options in TINY_FITS.items():
             fitted = build_sampler(name, cfg.model.latent_dim, **options).fit(means)
-            save_sampler(fitted, store_dirs(run)[-1] / sampler_file(name, options.get("components", 10), run))
+            save_sampler(fitted, store_dirs(loaded)[-1] / sampler_file(name, options.get("components", 10), loaded))
     finally:
         torch.set_num_threads(threads)
     return run
-

@@ -212,7 +212,7 @@ def test_smiling_slider_changes_the_edited_face(browser_page):
 
 
 def test_common_attributes_come_first_with_readable_labels_and_a_focus_ring(browser_page):
-    from facevae.web.app import COMMON_ATTRIBUTES
+    from facevae.web.page import COMMON_ATTRIBUTES
 
     page, _ = browser_page
     ids = page.eval_on_selector_all("[id^=slider-]:not([id^=slider-z])", "els => els.map(e => e.id)")

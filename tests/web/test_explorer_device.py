@@ -1,19 +1,20 @@
 """`facevae serve --ckpt RUN --data DIR` on a GPU: samplers are fitted on the model's device."""
 from __future__ import annotations
 
-import pytest
+import dataclasses
+
 import torch
 
 from facevae.errors import FacevaeError
 from facevae.models import build_model
-from facevae.training.checkpoint import save_weights
+from facevae.training.checkpoint import load_model, save_weights
 from facevae.web.explorer import load_samplers
 
 from tests.conftest import tiny_config
 
 
 def test_sampler_fits_encode_on_the_models_device(fake_celeba, tmp_path, monkeypatch):
-    import facevae.latent.encode as encode
+    import facevae.tasks.encode as encode
 
     cfg = tiny_config()
     model = build_model(cfg.model)
@@ -26,6 +27,7 @@ def test_sampler_fits_encode_on_the_models_device(fake_celeba, tmp_path, monkeyp
 
     monkeypatch.setattr(encode, "encode_images", encoder_sees)
     # "meta" stands in for cuda: any device but the CPU makes a mismatch visible
-    samplers, note = load_samplers(tmp_path / "run", model.to("meta"), cfg, fake_celeba, torch.device("meta"))
+    loaded = dataclasses.replace(load_model(tmp_path / "run"), model=model.to("meta"))
+    samplers, note = load_samplers(loaded, fake_celeba, torch.device("meta"))
     assert seen and all(d == torch.device("meta") for d in seen)
     assert list(samplers) == ["prior"] and "gaussian" in note

@@ -17,7 +17,7 @@ from facevae.web.limits import MAX_JSON_BYTES  # noqa: E402
 def url():
     from facevae.config import RunConfig
     from facevae.models import build_model
-    from facevae.web.app import build_app, launch
+    from facevae.web.page import build_app, launch
     from facevae.web.explorer import Explorer
     from facevae.web.handlers import Handlers
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import sys
 
 from facevae.cli.app import app
-from facevae.cli import core  # noqa: F401  (train, sample, reconstruct)
+from facevae.cli import train_generate  # noqa: F401  (train, sample, reconstruct)
 from facevae.cli import data  # noqa: F401  (data download)
 from facevae.cli import latent  # noqa: F401  (latents, edit, interpolate, progress, compare)
 from facevae.cli import serve  # noqa: F401  (serve)
 from facevae.cli import evaluate  # noqa: F401  (evaluate)
+from facevae.cli import export  # noqa: F401  (export)
 from facevae.errors import FacevaeError, Interrupted
 
 

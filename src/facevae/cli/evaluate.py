@@ -41,8 +41,8 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a model: FID per sampler and for reconstructions, likelihood, PSNR/SSIM, latent health."""
-    from facevae.metrics.evaluate import EvalOptions, check_samplers
-    from facevae.metrics.evaluate import evaluate as run_evaluate
+    from facevae.tasks.evaluate import EvalOptions, check_samplers
+    from facevae.tasks.evaluate import evaluate as run_evaluate
 
     names = tuple(s.strip() for s in samplers.split(",") if s.strip())
     opts = EvalOptions(split=split, fid_samples=fid_samples, fid_reference_split=fid_reference,

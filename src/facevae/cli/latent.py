@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.core import CkptOpt, DeviceOpt, check_out_file, build_config
+from facevae.cli.train_generate import CkptOpt, DeviceOpt, check_out_file, build_config
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
 
@@ -38,7 +38,7 @@ def latents(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """How the model uses its latent space: histograms, KL per dimension, active units, a PCA map."""
-    from facevae.latent.stats import latent_report
+    from facevae.tasks.latents import latent_report
 
     check_writable(out, folder=True)
     report = latent_report(ckpt, data, out, split=split, attribute=attribute or None, threshold=threshold,
@@ -84,7 +84,8 @@ def edit(
     """Edit faces along CelebA attribute directions: rows are faces, columns are strengths."""
     import torch
 
-    from facevae.latent.attributes import edit_faces, parse_attribute_weights, parse_strengths
+    from facevae.latent.attributes import parse_attribute_weights, parse_strengths
+    from facevae.tasks.edit import edit_faces
     from facevae.viz.grid import save_image
     from facevae.viz.latent_plots import labelled_grid, strength_label
 
@@ -104,7 +105,7 @@ def edit(
 @app.command()
 def interpolate(
     ckpt: Optional[Path] = CkptOpt,
-    images: List[Path] = typer.Option([], "--images", help="The two end faces: --images A.jpg B.jpg."),
+    images: List[Path] = typer.Option([], "--images", metavar="FILE", help="The two end faces: --images A.jpg B.jpg."),
     # the second face of `--images A.jpg B.jpg` arrives here: a two-value option would swallow the
     # next option when only one face is given, and click's message would not say what is wrong
     more_images: List[Path] = typer.Argument(None, hidden=True),
@@ -121,7 +122,7 @@ def interpolate(
     """Walk between two faces (posterior means of two images) or two random codes, as a grid and a GIF."""
     import torch
 
-    from facevae.latent.interpolate import interpolate_faces
+    from facevae.tasks.interpolate import interpolate_faces
     from facevae.viz.gif import pingpong, resize, save_gif
     from facevae.viz.grid import make_grid, save_image
     from facevae.viz.latent_plots import labelled_grid
@@ -192,7 +193,7 @@ def compare(
     progress_bar: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a VAE and a plain autoencoder with the same architecture and budget; draw them side by side."""
-    from facevae.latent.compare import compare as run_compare
+    from facevae.tasks.compare import compare as run_compare
 
     if any(s.strip().startswith("model.kind") for s in set_):
         raise FacevaeError("compare sets model.kind itself (vae and ae): drop --set model.kind")

@@ -29,7 +29,7 @@ def serve(
     """Serve a local web page: random faces, attribute sliders, interpolation, your own photos."""
     import torch
 
-    from facevae.web.app import build_app, import_gradio, launch
+    from facevae.web.page import build_app, import_gradio, launch
     from facevae.web.explorer import Explorer
     from facevae.web.handlers import Handlers, example_photos
 

@@ -19,18 +19,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from facevae.config import RunConfig
 from facevae.data.celeba import FaceDataset
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write_text
+from facevae.io import atomic_write_text, user_cache
 
 CACHE_VERSION = 1
 CELEBA_WIDTH = 178  # crop is given in pixels of the aligned 178x218 CelebA image
 CHUNK = 512
 DRAFT_VERSION = 2  # draft-mode pixels changed (crop alignment): new keys for draft caches only
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FACEVAE_CACHE", Path.home() / ".cache" / "facevae"))
 
 
 def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False) -> np.ndarray:
@@ -90,7 +87,13 @@ def cache_key(dataset: FaceDataset, size: int, crop: int, draft: bool) -> str:
     return f"{dataset.image_dir.parent.name or 'data'}-{size}px-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
 
 
-def load_images(
+def load_images(dataset: FaceDataset, cfg: RunConfig, progress: bool = True) -> np.ndarray:
+    """All images of `dataset` preprocessed as `cfg` says (size, crop, draft), through the cache."""
+    return cached_images(dataset, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
+                         progress=progress)
+
+
+def cached_images(
     dataset: FaceDataset,
     size: int,
     crop: int,
@@ -100,7 +103,7 @@ def load_images(
     progress: bool = True,
 ) -> np.ndarray:
     """All images of `dataset` as a read-only memmap of uint8 (N, 3, size, size)."""
-    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir = Path(cache_dir or user_cache())
     key = cache_key(dataset, size, crop, draft)
     final = cache_dir / f"{key}.npy"
     if not final.exists():

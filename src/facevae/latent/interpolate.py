@@ -8,8 +8,7 @@ to a blurry "average" face.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -65,39 +64,3 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "sle
         raise FacevaeError(f"latent codes have different shapes {tuple(z0.shape)} and {tuple(z1.shape)}")
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
     return INTERPOLATIONS[mode](z0.double(), z1.double(), t).to(z0.dtype)
-
-
-@torch.no_grad()
-def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] = (), seed: int | None = None,
-                      pairs: int = 1, mode: str = "slerp", steps: int = 8,
-                      device: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(faces (steps, pairs, 3, H, W), originals (2, 3, H, W) or None), float in [0, 1] on the CPU.
-
-    With two images the path joins their posterior means (one pair); with a seed,
-    `pairs` pairs of N(0, I) draws.
-    """
-    from facevae.generate import decode_batched, read_images
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
-
-    if bool(images) == (seed is not None):
-        raise FacevaeError("give either --images A B or --seed S, not both or neither")
-    if images and len(images) != 2:
-        raise FacevaeError(f"--images takes exactly two files (the two ends), got {len(images)}: "
-                           "--images A.jpg B.jpg")
-    if mode not in INTERPOLATIONS:
-        raise FacevaeError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATIONS)}")
-    dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
-    originals = None
-    if images:
-        originals = read_images(images, cfg.model.image_size, cfg.data.crop).float().div(255)
-        mu = model.encode(originals.to(dev)).mean.float().cpu()
-        z0, z1 = mu[:1], mu[1:]
-    else:
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(2, pairs, cfg.model.latent_dim, generator=g)
-        z0, z1 = z[0], z[1]
-    path = interpolate(z0, z1, steps, mode)
-    faces = decode_batched(model, path.reshape(-1, path.shape[-1]).to(dev))
-    return faces.view(steps, len(z0), *faces.shape[1:]), originals

@@ -1,18 +1,16 @@
 """How a model uses its latent space: activity, KL per dimension, a 2-D projection.
 
-Pure functions of posterior parameters (means, logvars: N x D tensors), plus
-`latent_report`, which encodes a split and writes the figures and a JSON summary.
+Pure functions of posterior parameters (means, logvars: N x D tensors);
+`facevae.tasks.latents` encodes a split and writes the figures and a JSON summary.
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.models.posterior import kl_to_standard_normal, normal_log_density
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E[z|x]) > 0.01
 
@@ -46,7 +44,7 @@ def kl_per_dim(means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
     lv = logvars.double()
     if not torch.isfinite(lv).all():
         raise FacevaeError("logvars are not finite: a plain autoencoder (model.kind=ae) has no KL")
-    return (0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv)).mean(dim=0)
+    return kl_to_standard_normal(mu, lv).mean(dim=0)
 
 
 def pca_2d(means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,51 +104,6 @@ def summarize(means: torch.Tensor, logvars: torch.Tensor | None, threshold: floa
                          threshold)
 
 
-def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *, split: str = "valid",
-                  attribute: str | None = "Smiling", threshold: float = ACTIVE_THRESHOLD,
-                  device: str = "auto", progress: bool = True) -> dict:
-    """Encode a split; write latents_{histograms,kl,pca}.png and latents.json into `out`; return the JSON."""
-    from facevae.io import atomic_write_text
-    from facevae.latent.attributes import attribute_index
-    from facevae.latent.encode import encode_images, split_images
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
-    from facevae.viz import latent_plots
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FacevaeError(f"--out {out} is a file: give a folder for the figures and latents.json")
-    dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
-    ds, idx, images = split_images(data, split, cfg, progress=progress)
-    labels, attr_name = None, None
-    if attribute:
-        if not ds.is_celeba:
-            raise FacevaeError(f"{data} has no CelebA attribute file: pass --attribute '' to colour nothing")
-        col = attribute_index(ds.attr_names, attribute)
-        attr_name = ds.attr_names[col]
-        labels = torch.from_numpy(ds.attributes[idx.numpy(), col].astype("int64"))
-    means, logvars = encode_images(model, images, dev)
-    summary = summarize(means, logvars if model.is_vae else None, threshold)
-    files = {
-        "histograms": latent_plots.plot_histograms(means, summary.activity, out / "latents_histograms.png"),
-        "kl": latent_plots.plot_kl(summary.activity, summary.kl, threshold, out / "latents_kl.png"),
-        "pca": latent_plots.plot_pca(summary.pca, summary.pca_ratio, labels, attr_name, out / "latents_pca.png"),
-    }
-    report = {
-        "checkpoint": "bundled" if ckpt is None else str(ckpt),
-        "data": str(data),
-        "split": split,
-        "n_images": len(means),
-        "model_kind": cfg.model.kind,
-        **summary.to_json(),
-        "attribute": attr_name,
-        "attribute_positive_fraction": None if labels is None else round(float((labels > 0).float().mean()), 4),
-        "figures": {k: v.name for k, v in files.items()},
-    }
-    atomic_write_text(out / "latents.json", json.dumps(report, indent=1) + "\n")
-    return report
-
-
 def normal_pdf(x: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    return normal_log_density(x, zero, zero).exp()

@@ -3,7 +3,6 @@ from facevae.metrics.fid import (
     FEATURE_DIM,
     InceptionFeatures,
     cached_stats,
-    default_cache_dir,
     default_inception_path,
     features_of,
     fid_from_features,
@@ -14,6 +13,6 @@ from facevae.metrics.fid import (
 )
 
 __all__ = [
-    "FEATURE_DIM", "InceptionFeatures", "cached_stats", "default_cache_dir", "default_inception_path",
+    "FEATURE_DIM", "InceptionFeatures", "cached_stats", "default_inception_path",
     "features_of", "fid_from_features", "frechet_distance", "inception_identity", "load_inception", "stats_of",
 ]

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write
+from facevae.io import atomic_write, user_cache
 from facevae.precision import ieee_float32
 
 FEATURE_DIM = 2048
@@ -354,17 +354,13 @@ def reference_protocol_of(path: str | os.PathLike) -> dict | None:
 
 # ----------------------------------------------------------------------------- reference cache
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FACEVAE_CACHE") or Path.home() / ".cache" / "facevae").expanduser() / "fid"
-
-
 def _key_json(key: dict) -> str:
     return json.dumps({**key, "_v": _CACHE_VERSION}, sort_keys=True, default=str)
 
 
 def stats_cache_path(key: dict, cache_dir: Path | None = None) -> Path:
     digest = hashlib.sha256(_key_json(key).encode()).hexdigest()[:24]
-    return Path(cache_dir or default_cache_dir()) / f"stats-{digest}.npz"
+    return Path(cache_dir or user_cache("fid")) / f"stats-{digest}.npz"
 
 
 def _read_stats(path: Path, key_json: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,7 +1,7 @@
 """Latent health: active units, KL per dimension, and aggregate posterior versus prior.
 
 Inputs are the posterior means mu_n and log-variances log s2_n of N images
-(N x L), as `facevae.latent.encode.encode_images` returns them. Activity and KL
+(N x L), as `facevae.tasks.encode.encode_images` returns them. Activity and KL
 per dimension come from the latent toolkit (`facevae.latent.stats`); this
 module adds their summary and the aggregate-posterior mismatch.
 

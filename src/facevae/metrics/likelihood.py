@@ -35,116 +35,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 
 from facevae.config import LossConfig
+from facevae.decoders import LN2, decoder_distribution
 from facevae.errors import FacevaeError
-from facevae.losses import RECON_LOSSES
 from facevae.metrics.stderr import clustered_stderr
 from facevae.models.posterior import standard_normal_log_prob
 from facevae.models.vae import VAE
 
-LEVELS = 256
-LN2 = math.log(2.0)
 _F64 = torch.float64
-
-
-# ----------------------------------------------------------------------------- discretised decoders
-
-def bin_edges(x8: torch.Tensor, open_ends: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(lo, hi) float64 bin edges in [0, 1] units for uint8 levels; edge bins open to +-inf or closed at 0/1."""
-    k = x8.to(_F64)
-    lo, hi = (k - 0.5) / 255.0, (k + 0.5) / 255.0
-    low_end, high_end = (-math.inf, math.inf) if open_ends else (0.0, 1.0)
-    lo = torch.where(x8 == 0, torch.full_like(lo, low_end), lo)
-    hi = torch.where(x8 == LEVELS - 1, torch.full_like(hi, high_end), hi)
-    return lo, hi
-
-
-def log1mexp(t: torch.Tensor) -> torch.Tensor:
-    """log(1 - exp(-t)) for t >= 0, accurate near 0 and for large t (Maechler, 2012)."""
-    return torch.where(t < LN2, torch.log(-torch.expm1(-t)), torch.log1p(-torch.exp(-t)))
-
-
-def _log_symmetric_mass(log_cdf: Callable[[torch.Tensor], torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
-                        upper: torch.Tensor) -> torch.Tensor:
-    """log(F(hi) - F(lo)) for a standardised symmetric F, from the tail the bin lies in.
-
-    Bins above the centre are mirrored (F(hi) - F(lo) = F(-lo) - F(-hi)), so the
-    two CDF values are always the small ones and their difference does not cancel.
-    """
-    a, b = torch.where(upper, -hi, lo), torch.where(upper, -lo, hi)
-    c_b = log_cdf(b)
-    return c_b + log1mexp(c_b - log_cdf(a))
-
-
-def _standardised_bins(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float):
-    mean = mean.to(_F64)
-    inv = torch.exp(-torch.as_tensor(log_scale, dtype=_F64, device=mean.device))
-    lo, hi = bin_edges(x8)
-    return (lo - mean) * inv, (hi - mean) * inv, x8.to(_F64) / 255.0 > mean
-
-
-def gaussian_bin_log_prob(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    """log P(level) under N(mean, sigma^2) on [0, 1] units, integrated over the level's bin."""
-    return _log_symmetric_mass(torch.special.log_ndtr, *_standardised_bins(x8, mean, log_scale))
-
-
-def _laplace_log_cdf(z: torch.Tensor) -> torch.Tensor:
-    # F = exp(z) / 2 below the median, 1 - exp(-z) / 2 above
-    return torch.where(z < 0, z - LN2, torch.log1p(-0.5 * torch.exp(-z.clamp_min(0))))
-
-
-def laplace_bin_log_prob(x8: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
-    """log P(level) under Laplace(mean, b) on [0, 1] units, integrated over the level's bin."""
-    return _log_symmetric_mass(_laplace_log_cdf, *_standardised_bins(x8, mean, log_scale))
-
-
-def continuous_bernoulli_bin_log_prob(x8: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """log P(level) under the continuous Bernoulli with these logits, integrated over the level's bin.
-
-    The density is eta exp(eta u) / (exp(eta) - 1) on [0, 1], so a bin [a, b] holds
-    (exp(eta b) - exp(eta a)) / (exp(eta) - 1). For eta < 0 the mirror image u -> 1 - u
-    with |eta| is used, so every exponent is <= 0 and nothing overflows.
-    """
-    eta = logits.to(_F64)
-    lo, hi = bin_edges(x8, open_ends=False)
-    neg = eta < 0
-    a, b = torch.where(neg, 1.0 - hi, lo), torch.where(neg, 1.0 - lo, hi)
-    # |eta| -> 0 is the uniform density; the floor keeps 0/0 away (error ~1e-12 in the log)
-    r = eta.abs().clamp_min(1e-12)
-    return r * (b - 1.0) + log1mexp(r * (b - a)) - log1mexp(r)
-
-
-def _gaussian(x8, logits, log_scale):
-    return gaussian_bin_log_prob(x8, torch.sigmoid(logits.to(_F64)), log_scale)
-
-
-def _laplace(x8, logits, log_scale):
-    return laplace_bin_log_prob(x8, torch.sigmoid(logits.to(_F64)), log_scale)
-
-
-def _bernoulli(x8, logits, log_scale):
-    return continuous_bernoulli_bin_log_prob(x8, logits)
-
-
-# loss.recon -> (per-sub-pixel discrete log-likelihood, its name in reports)
-DISCRETE_LIKELIHOODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
-    "mse": (_gaussian, "discretised Gaussian (256 bins, open edge bins)"),
-    "l1": (_laplace, "discretised Laplace (256 bins, open edge bins)"),
-    "bce": (_bernoulli, "discretised continuous Bernoulli (256 bins on [0, 1]) of the BCE decoder's logits"),
-}
-
-
-def discrete_likelihood(recon: str) -> tuple[Callable[..., torch.Tensor], str]:
-    try:
-        return DISCRETE_LIKELIHOODS[recon]
-    except KeyError:
-        raise FacevaeError(f"no discrete likelihood for loss.recon={recon!r}; "
-                           f"known: {', '.join(DISCRETE_LIKELIHOODS)}") from None
 
 
 def decoder_log_scale(model: VAE, loss: LossConfig) -> torch.Tensor | float:
@@ -154,8 +56,7 @@ def decoder_log_scale(model: VAE, loss: LossConfig) -> torch.Tensor | float:
 
 def log_px_given_z(x8: torch.Tensor, logits: torch.Tensor, recon: str, log_scale: torch.Tensor | float) -> torch.Tensor:
     """Discrete log p(x|z) per image (float64 nats), summed over the 3*H*W sub-pixels."""
-    fn, _ = discrete_likelihood(recon)
-    return fn(x8, logits, log_scale).flatten(1).sum(1)
+    return decoder_distribution(recon).discrete_log_prob(x8, logits, log_scale).flatten(1).sum(1)
 
 
 # ----------------------------------------------------------------------------- bounds
@@ -174,7 +75,7 @@ BITS_PER_DIM_CAVEATS = {
 
 def bits_per_dim_caveat(recon: str) -> str:
     return BITS_PER_DIM_CAVEATS.get(recon, f"bits/dim compares only models scored under the same decoder "
-                                           f"likelihood ({discrete_likelihood(recon)[1]})")
+                                           f"likelihood ({decoder_distribution(recon).description})")
 
 
 @dataclass
@@ -246,9 +147,9 @@ def log_weights(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generato
         raise FacevaeError(f"importance samples must be >= 1, got {k}")
     x = x8.float().div(255.0)
     post = model.encode(x)
-    q = DiagGaussian64(post.mean, post.logvar)
+    q = post.double()  # summing ~L terms of a float32 log-density loses the IWAE's precision
     log_scale = decoder_log_scale(model, loss)
-    train_nll = RECON_LOSSES[loss.recon]
+    train_nll = decoder_distribution(loss.recon).nll
     log_w, log_px, surr = [], [], []
     per = max(1, chunk // len(x))
     for start in range(0, k, per):
@@ -278,16 +179,6 @@ def batch_bounds(model: VAE, x8: torch.Tensor, loss: LossConfig, k: int, generat
     }
 
 
-class DiagGaussian64:
-    """log q(z|x) in float64: summing ~L terms of a float32 log-density loses the IWAE's precision."""
-
-    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor):
-        self.mean, self.logvar = mean.double(), logvar.double()
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return (-0.5 * ((z - self.mean) ** 2 * torch.exp(-self.logvar) + self.logvar + math.log(2 * math.pi))).sum(-1)
-
-
 @torch.no_grad()
 def likelihood_bounds(model: VAE, images: torch.Tensor, loss: LossConfig, *, k: int = 64, seed: int = 0,
                       device: torch.device | str = "cpu", batch_size: int = 64, chunk: int = 256,
@@ -309,6 +200,5 @@ def likelihood_bounds(model: VAE, images: torch.Tensor, loss: LossConfig, *, k: 
         for name, t in batch_bounds(model, x8, loss, k, g, chunk).items():
             parts.setdefault(name, []).append(t.cpu())
     out = {name: torch.cat(ts) for name, ts in parts.items()}
-    _, decoder = discrete_likelihood(loss.recon)
     return LikelihoodResult(out["neg_elbo"], out["iwae_nll"], out["surrogate"], out["kl"], k,
-                            int(images[0].numel()), decoder, loss.recon)
+                            int(images[0].numel()), decoder_distribution(loss.recon).description, loss.recon)

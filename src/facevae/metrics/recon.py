@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from facevae.errors import FacevaeError
+from facevae.models.forward import FORWARD_BATCH, batched
 from facevae.metrics.stderr import clustered_stderr
 from facevae.models.vae import VAE
 from facevae.viz.grid import to_uint8
@@ -86,14 +87,10 @@ def ssim_per_image(a: torch.Tensor, b: torch.Tensor, window: int = SSIM_WINDOW, 
 
 @torch.no_grad()
 def reconstruct_uint8(model: VAE, images: torch.Tensor, device: torch.device | str = "cpu",
-                      batch_size: int = 128) -> torch.Tensor:
+                      batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """uint8 reconstructions (decoder mean at the posterior mean) of uint8 images, on the CPU."""
     model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device).float().div(255.0)
-        out.append(to_uint8(model(x, sample=False).recon))
-    return torch.cat(out) if out else torch.empty(0, *images.shape[1:], dtype=torch.uint8)
+    return batched(lambda x8: to_uint8(model(x8.float().div(255.0), sample=False).recon), images, device, batch_size)
 
 
 def recon_metrics(originals: torch.Tensor, recons: torch.Tensor, batch_size: int = 256,

@@ -1,7 +1,9 @@
 """The `Sampler` interface: fit on posterior means, then draw latent codes.
 
 A sampler holds only tensors (`state_dict`) plus JSON-able constructor options
-(`options`); writing them to disk is `facevae.sampling.serialize`'s job, never the sampler's.
+(`options`); writing them to disk is `facevae.tasks.sampler_files`'s job, never the sampler's.
+Temperature is an argument of each `sample` call, not sampler state, so one fitted
+sampler serves callers (web sessions, threads) that want different temperatures.
 """
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ class Sampler(ABC):
 
     name: ClassVar[str]
     required_keys: ClassVar[tuple[str, ...]] = ()
+    # fitted to the training latents (so worth storing beside the checkpoint); the prior is not
+    fits_latents: ClassVar[bool] = True
+    # the one constructor option a stored fit is keyed by and built with (the GMM's component count)
+    stored_option: ClassVar[str | None] = None
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0):
+    def __init__(self, latent_dim: int | None = None):
         if latent_dim is not None and (not isinstance(latent_dim, int) or latent_dim < 1):
             raise FacevaeError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise FacevaeError(f"temperature must be a positive number, got {temperature!r}")
         self.latent_dim = latent_dim
-        self.temperature = float(temperature)
         self._device = torch.device("cpu")
 
     @property
@@ -47,8 +50,8 @@ class Sampler(ABC):
         """Fit to N x D posterior means; returns self."""
 
     @abstractmethod
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n x D float32 latent codes on `self.device`."""
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n x D float32 latent codes on `self.device`; `temperature` scales the noise (0: the mode)."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -60,7 +63,7 @@ class Sampler(ABC):
 
     def options(self) -> dict[str, Any]:
         """JSON-able constructor keywords, so `type(self)(**options())` is an unfitted twin."""
-        return {"latent_dim": self.latent_dim, "temperature": self.temperature}
+        return {"latent_dim": self.latent_dim}
 
     @classmethod
     def from_state_dict(cls: type[S], state: Mapping[str, torch.Tensor], **options: Any) -> S:
@@ -112,6 +115,11 @@ def standard_normal(n: int, d: int, generator: torch.Generator | None, device: t
     return torch.randn(n, d, generator=generator, device=src, dtype=torch.float64).to(device)
 
 
-def check_count(n: int) -> None:
+def check_draw(n: int, temperature: float) -> float:
+    """Reject a bad sample count or temperature; the temperature as a float."""
     if not isinstance(n, int) or n < 0:
         raise FacevaeError(f"number of samples must be a non-negative integer, got {n!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature >= 0):
+        raise FacevaeError(f"temperature must be a number >= 0, got {temperature!r}")
+    return float(temperature)

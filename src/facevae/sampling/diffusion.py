@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 from facevae.sampling.neural import (check_fit_options, net_from_state, seeded_init, standardisation,
                                      stored_standardisation, training_allowed)
 
@@ -86,10 +86,10 @@ class DiffusionSampler(Sampler):
     name = "diffusion"
     required_keys = ("mean", "std", "clip")
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 512,
+    def __init__(self, latent_dim: int | None = None, hidden: int = 512,
                  depth: int = 3, steps: int = 3000, batch_size: int = 256, lr: float = 1e-3,
                  timesteps: int = 1000, sample_steps: int = 100, ema: float = 0.999, seed: int = 0):
-        super().__init__(latent_dim, temperature)
+        super().__init__(latent_dim)
         check_fit_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         for name, value in (("timesteps", timesteps), ("sample_steps", sample_steps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -164,14 +164,12 @@ class DiffusionSampler(Sampler):
         return net.to(device)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               temperature: float | None = None) -> torch.Tensor:
-        """n codes; `temperature` (default: the sampler's own) scales the starting noise."""
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n codes; `temperature` scales the starting noise."""
+        temperature = check_draw(n, temperature)
         d = self._require_fitted()
         assert self.net is not None and self.mean is not None and self.std is not None
-        scale = self.temperature if temperature is None else float(temperature)
-        x = scale * standard_normal(n, d, generator, self.device)
+        x = temperature * standard_normal(n, d, generator, self.device)
         alpha_bar = self.alpha_bar.to(self.device)
         times = torch.linspace(self.timesteps, 0, self.sample_steps + 1, dtype=torch.float64).round().long()
         for t, s in zip(times[:-1].tolist(), times[1:].tolist()):

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 from facevae.sampling.linalg import cholesky_with_jitter, data_scale
 
 
@@ -20,8 +20,8 @@ class GaussianSampler(Sampler):
     name = "gaussian"
     required_keys = ("mean", "scale_tril")
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, jitter: float = 1e-6):
-        super().__init__(latent_dim, temperature)
+    def __init__(self, latent_dim: int | None = None, jitter: float = 1e-6):
+        super().__init__(latent_dim)
         if not jitter >= 0:
             raise FacevaeError(f"jitter must be >= 0, got {jitter!r}")
         self.jitter = float(jitter)
@@ -49,11 +49,11 @@ class GaussianSampler(Sampler):
         self._require_fitted()
         return self.scale_tril @ self.scale_tril.mT
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        temperature = check_draw(n, temperature)
         d = self._require_fitted()
         eps = standard_normal(n, d, generator, self.device)
-        return (self.mean + self.temperature * eps @ self.scale_tril.mT).to(SAMPLE_DTYPE)
+        return (self.mean + temperature * eps @ self.scale_tril.mT).to(SAMPLE_DTYPE)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         self._require_fitted()

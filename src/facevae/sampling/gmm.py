@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, noise_device, standard_normal
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, noise_device, standard_normal
 from facevae.sampling.em import Mixture, fit_mixture, joint_log_prob
 
 _COVARIANCES = ("full", "diag")
@@ -25,11 +25,12 @@ class GMMSampler(Sampler):
 
     name = "gmm"
     required_keys = ("weights", "means", "scale_tril")
+    stored_option = "components"
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, components: int = 10,
+    def __init__(self, latent_dim: int | None = None, components: int = 10,
                  iters: int = 100, tol: float = 1e-3, covariance: str = "full", seed: int = 0,
                  reg_covar: float = 1e-6, precision: str = "float32"):
-        super().__init__(latent_dim, temperature)
+        super().__init__(latent_dim)
         _check_options(components, iters, tol, covariance, reg_covar, precision)
         self.components, self.iters, self.tol = components, iters, float(tol)
         self.covariance, self.seed, self.reg_covar, self.precision = covariance, int(seed), float(reg_covar), precision
@@ -76,14 +77,14 @@ class GMMSampler(Sampler):
         joint = joint_log_prob(z.to(self.device, torch.float64), self._mix(), torch.float64)
         return torch.logsumexp(joint, dim=1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        temperature = check_draw(n, temperature)
         d, mix = self._require_fitted(), self._mix()
         if n == 0:
             return torch.empty(0, d, dtype=SAMPLE_DTYPE, device=self.device)
         src = noise_device(generator, self.device)
         comp = torch.multinomial(mix.weights.to(src), n, replacement=True, generator=generator).to(self.device)
-        eps = self.temperature * standard_normal(n, d, generator, self.device)
+        eps = temperature * standard_normal(n, d, generator, self.device)
         out = torch.empty(n, d, dtype=torch.float64, device=self.device)
         # Grouping rows by component avoids materialising an n x d x d stack of factors.
         for j in comp.unique().tolist():

@@ -6,25 +6,23 @@ from typing import Mapping
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 
 
 class PriorSampler(Sampler):
     """Samples N(0, T^2 I); `fit` only records the latent size and device."""
 
     name = "prior"
-
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0):
-        super().__init__(latent_dim, temperature)
+    fits_latents = False
 
     def fit(self, latents: torch.Tensor) -> PriorSampler:
         self.latent_dim = self._check_latents(latents, min_rows=0)
         return self
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        temperature = check_draw(n, temperature)
         d = self._require_fitted()
-        return (self.temperature * standard_normal(n, d, generator, self.device)).to(SAMPLE_DTYPE)
+        return (temperature * standard_normal(n, d, generator, self.device)).to(SAMPLE_DTYPE)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}

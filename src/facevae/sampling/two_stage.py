@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from facevae.errors import FacevaeError
-from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_count, standard_normal
+from facevae.models.posterior import kl_to_standard_normal, normal_log_density
+from facevae.sampling.base import SAMPLE_DTYPE, Sampler, check_draw, standard_normal
 from facevae.sampling.neural import (check_fit_options, net_from_state, seeded_init, standardisation,
                                      stored_standardisation, training_allowed)
 
@@ -59,9 +60,9 @@ class TwoStageSampler(Sampler):
     name = "two_stage"
     required_keys = ("mean", "std", "log_gamma")
 
-    def __init__(self, latent_dim: int | None = None, temperature: float = 1.0, hidden: int = 256,
+    def __init__(self, latent_dim: int | None = None, hidden: int = 256,
                  depth: int = 2, steps: int = 4000, batch_size: int = 256, lr: float = 3e-3, seed: int = 0):
-        super().__init__(latent_dim, temperature)
+        super().__init__(latent_dim)
         check_fit_options(hidden=hidden, depth=depth, steps=steps, batch_size=batch_size, seed=seed, lr=lr)
         self.hidden, self.depth, self.steps, self.batch_size = hidden, depth, steps, batch_size
         self.lr, self.seed = float(lr), seed
@@ -126,11 +127,11 @@ class TwoStageSampler(Sampler):
         return encoder.to(device), decoder.to(device)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        check_count(n)
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        temperature = check_draw(n, temperature)
         d = self._require_fitted()
         assert self.decoder is not None and self.mean is not None and self.std is not None
-        u = self.temperature * standard_normal(n, d, generator, self.device)
+        u = temperature * standard_normal(n, d, generator, self.device)
         z = self.decoder(u.to(torch.float32)).to(torch.float64)
         return (self.mean + self.std * z).to(SAMPLE_DTYPE)
 
@@ -162,6 +163,6 @@ def negative_elbo(encoder: SkipMLP, decoder: SkipMLP, log_gamma: torch.Tensor, z
     mu, logvar = encoder(z).chunk(2, dim=-1)
     eps = torch.randn(mu.shape, generator=generator, device=z.device)
     z_hat = decoder(mu + eps * (0.5 * logvar).exp())
-    nll = 0.5 * ((z - z_hat).square() * (-log_gamma).exp() + log_gamma + math.log(2 * math.pi)).sum(-1)
-    kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(-1)
+    nll = -normal_log_density(z, z_hat, log_gamma).sum(-1)
+    kl = kl_to_standard_normal(mu, logvar).sum(-1)
     return (nll + kl).mean()

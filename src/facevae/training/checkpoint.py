@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load, load_file, safe_open, save_file
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
@@ -29,6 +30,8 @@ CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 BUNDLED = "celeba64"
+CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see training.pretrained)
+MODEL_TYPE = "facevae"
 
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s") -> Any:
@@ -111,12 +114,6 @@ def _open(path: Path, tensors: bool = True) -> tuple[dict[str, torch.Tensor], di
         raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
 
 
-def _weights_config(path: Path, meta: dict[str, str]) -> RunConfig:
-    if "config" not in meta:
-        raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
-    return RunConfig.from_yaml(meta["config"])
-
-
 def load_checkpoint(run_dir: Path) -> tuple[RunConfig, dict, dict, dict | None]:
     """(config, model state, trainer state, EMA state or None) of a run folder."""
     path = Path(run_dir) / CHECKPOINT
@@ -155,16 +152,44 @@ def resolve_weights(ckpt: str | Path | None) -> Path:
 
 
 def read_config(ckpt: str | Path | None = None) -> RunConfig:
-    """The config of a run folder, a weights file or the bundled model, without loading the weights."""
+    """The config of a run folder, a weights file, a Hub folder or the bundled model, without loading the weights."""
     path = resolve_weights(ckpt)
-    return _weights_config(path, _open(path, tensors=False)[1])
+    return _config_of(path, _open(path, tensors=False)[1])
 
 
-def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[VAE, RunConfig]:
-    """The model (eval mode, float32) and its config from a run folder, a weights file or the bundled model."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded model with everything derived from where it came from, resolved once.
+
+    `digest` is the SHA-1 of exactly the bytes the weights were loaded from, so the
+    artefacts keyed by it (fitted samplers, attribute vectors, cached latents) match
+    the model in memory even while a training run replaces the file.
+    """
+
+    model: VAE  # eval mode, float32
+    config: RunConfig
+    weights: Path  # the weights file read
+    run_dir: Path | None  # the folder derived artefacts are kept in; None for the bundled model
+    digest: str
+    is_bundled: bool
+    step: int | None  # the training step the weights file records, when it does
+    source: str  # what was asked for: "bundled" or the --ckpt path as given
+
+    @property
+    def weights_id(self) -> str:
+        """Short form of the digest, in the names of files derived from these weights."""
+        return self.digest[:12]
+
+
+def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu") -> Checkpoint:
+    """The model and its config from a run folder, a weights file, a Hub folder or (None) the bundled model."""
     path = resolve_weights(ckpt)
-    tensors, meta = _open(path)
-    cfg = _weights_config(path, meta)
+    try:
+        data = path.read_bytes()
+        tensors, meta = load(data), _metadata(data)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FacevaeError(f"{path} is not a readable facevae checkpoint ({str(e)[:80]}): pick another --ckpt") from None
+    cfg = _config_of(path, meta)
     bad = first_nonfinite(tensors)
     if bad is not None:
         raise FacevaeError(f"weights in {path} are not finite ({bad} holds NaN or inf): the run diverged; "
@@ -174,21 +199,38 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     except RuntimeError:
         raise FacevaeError(f"weights in {path} do not match the model its config describes: the file is damaged") from None
-    return model.to(device).eval(), cfg
+    bundled = path.resolve() == bundled_weights().resolve()
+    step = meta.get("step")
+    return Checkpoint(model.to(device).eval(), cfg, path, None if bundled else path.parent,
+                      hashlib.sha1(data).hexdigest(), bundled, int(step) if step is not None else None,
+                      "bundled" if ckpt is None or str(ckpt) == "" else str(ckpt))
 
 
-def weights_digest(path: Path) -> str:
-    """SHA-1 of a weights file: the key of everything derived from those weights (samplers, attribute vectors)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+def _metadata(data: bytes) -> dict[str, str]:
+    """The metadata of safetensors bytes: an 8-byte little-endian header length, then a JSON header."""
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + size]).get("__metadata__") or {}
 
 
-def run_dir_of(ckpt: str | Path | None) -> Path | None:
-    """The folder beside which derived artefacts (attribute vectors, samplers) are cached."""
-    if ckpt is None:
-        return None
-    path = Path(ckpt).expanduser()
-    return path if path.is_dir() else path.parent
+def _config_of(path: Path, meta: dict[str, str]) -> RunConfig:
+    """The config in the weights' metadata, else in a Hub folder's config.json beside them."""
+    if "config" in meta:
+        return RunConfig.from_yaml(meta["config"])
+    if (path.parent / CONFIG_JSON).is_file():
+        return read_config_json(path.parent / CONFIG_JSON)
+    raise FacevaeError(f"{path} carries no facevae config: it was not written by facevae; pick another --ckpt")
+
+
+def config_json(cfg: RunConfig) -> str:
+    return json.dumps({"model_type": MODEL_TYPE, **cfg.to_dict()}, indent=2) + "\n"
+
+
+def read_config_json(path: Path) -> RunConfig:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise FacevaeError(f"{path} is not a readable config.json ({type(e).__name__}): pick another --ckpt") from None
+    if not isinstance(raw, dict) or raw.pop("model_type", None) != MODEL_TYPE:
+        raise FacevaeError(f"{path} does not describe a facevae model (model_type {MODEL_TYPE!r}): pick another --ckpt")
+    return RunConfig.from_dict(raw)
+

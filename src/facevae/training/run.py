@@ -13,12 +13,12 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
-from facevae.training import checkpoint as ckpt
 from facevae.training import distributed
 from facevae.training import summary
+from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
 from facevae.training.distributed import check_batch
 from facevae.training.runlock import run_lock
-from facevae.training.trainer import Trainer, TrainResult
+from facevae.training.trainer import EpochEnd, Trainer, TrainResult
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,7 +33,7 @@ def resolve_device(name: str) -> torch.device:
 
 METRICS = "metrics.jsonl"
 # what `train` writes into a run folder: a fresh start with --overwrite removes these (and nothing else)
-RUN_FILES = (ckpt.CHECKPOINT, ckpt.WEIGHTS, ckpt.CONFIG, METRICS, "loss_curve.png")
+RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, METRICS, "loss_curve.png")
 RUN_FOLDERS = ("recon", "tb")
 # settings that change what the weights mean: a resumed run must keep them
 RESUME_FIXED = [f"model.{k}" for k in ModelConfig.__dataclass_fields__] + ["data.crop"]
@@ -41,9 +41,9 @@ RESUME_FIXED = [f"model.{k}" for k in ModelConfig.__dataclass_fields__] + ["data
 
 def saved_config(run_dir: Path) -> RunConfig:
     run_dir = Path(run_dir)
-    if not (run_dir / ckpt.CHECKPOINT).is_file() and (run_dir / ckpt.CONFIG).is_file():
-        return RunConfig.load(run_dir / ckpt.CONFIG)  # killed before its first checkpoint
-    return ckpt.load_checkpoint(run_dir)[0]
+    if not (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
+        return RunConfig.load(run_dir / CONFIG)  # killed before its first checkpoint
+    return load_checkpoint(run_dir)[0]
 
 
 def check_resume(run_dir: Path, cfg: RunConfig) -> None:
@@ -56,7 +56,7 @@ def check_resume(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in (ckpt.CHECKPOINT, ckpt.CONFIG, METRICS))
+    return any((run_dir / name).exists() for name in (CHECKPOINT, CONFIG, METRICS))
 
 
 def check_out_dir(run_dir: Path, resume: bool, overwrite: bool = False) -> None:
@@ -120,10 +120,8 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
     if dataset.missing and rank == 0:
         print(f"note: {dataset.missing} images listed in the annotations are missing from "
               f"{dataset.image_dir}; training on the {len(dataset)} present")
-    size = cfg.model.image_size
     cache, cache_was_there = summary.cache_file(dataset, cfg), summary.cache_file(dataset, cfg).exists()
-    images = load_images(dataset, size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=progress and rank == 0)
+    images = load_images(dataset, cfg, progress=progress and rank == 0)
     train_idx, val_idx = dataset.split_indices("train"), _val_indices(dataset)
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg.model).to(dev)
@@ -144,7 +142,8 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     train_model = _wrap(model, cfg, dev, world_size)
     trainer = Trainer(cfg, model, loader, val_images, run_dir, dev, train_model=train_model,
-                      is_main=rank == 0, progress=progress)
+                      is_main=rank == 0, progress=progress,
+                      on_epoch_end=lambda end: epoch_pictures(end, cfg.train.grid_images))
     splits = {"train": len(train_idx), "valid": len(val_idx)}
     if rank == 0:
         summary.say(summary.start_lines(trainer, dataset, splits, cache, cache_was_there, resume))
@@ -153,6 +152,21 @@ def _train(data, run_dir: Path, cfg: RunConfig, *, resume: bool, device: str, pr
     if rank == 0:
         summary.say(summary.end_lines(run_dir))
     return result
+
+
+@torch.no_grad()
+def epoch_pictures(end: EpochEnd, grid_images: int) -> None:
+    """recon/epoch_NNNN.png (fixed validation faces above their reconstructions) and loss_curve.png."""
+    from facevae.viz.grid import pairs_grid, save_image
+    from facevae.viz.plots import plot_losses
+
+    was_training = end.model.training
+    end.model.eval()
+    x = end.val_images[:grid_images].to(next(end.model.parameters()).device).float().div(255)
+    recon = end.model(x, sample=False).recon
+    end.model.train(was_training)
+    save_image(pairs_grid(x.cpu(), recon.cpu()), end.run_dir / "recon" / f"epoch_{end.epoch:04d}.png")
+    plot_losses(end.metrics_path, end.run_dir / "loss_curve.png")
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:

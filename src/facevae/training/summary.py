@@ -7,12 +7,14 @@ from pathlib import Path
 import torch
 
 from facevae.config import RunConfig
-from facevae.data.cache import cache_key, default_cache_dir
-from facevae.training import checkpoint as ckpt
-from facevae.training.trainer import PRECISIONS, Trainer, autocast_dtype
+from facevae.data.cache import cache_key
+from facevae.io import user_cache
+from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
+from facevae.training.options import PRECISIONS
+from facevae.training.trainer import Trainer, autocast_dtype
 
 # what the run folder holds after training, in the order a user looks for it
-RUN_FILES = ((ckpt.WEIGHTS, "weights"), (ckpt.CHECKPOINT, "checkpoint (--resume)"), (ckpt.CONFIG, "config"),
+RUN_FILES = ((WEIGHTS, "weights"), (CHECKPOINT, "checkpoint (--resume)"), (CONFIG, "config"),
              ("metrics.jsonl", "losses per step and epoch"), ("loss_curve.png", "loss curve"),
              ("recon", "reconstructions per epoch (facevae progress)"), ("tb", "TensorBoard logs"))
 
@@ -20,7 +22,7 @@ RUN_FILES = ((ckpt.WEIGHTS, "weights"), (ckpt.CHECKPOINT, "checkpoint (--resume)
 def cache_file(dataset, cfg: RunConfig) -> Path:
     """Where `load_images` keeps this data set at this size (see facevae.data.cache)."""
     key = cache_key(dataset, cfg.model.image_size, cfg.data.crop, cfg.data.draft)
-    return default_cache_dir() / f"{key}.npy"
+    return user_cache() / f"{key}.npy"
 
 
 def precision_line(precision: str, device: torch.device) -> str:
@@ -43,9 +45,11 @@ def start_lines(trainer: Trainer, dataset, splits: dict[str, int], cache: Path, 
         f" ({trainer.total_steps / spe:.3g} epoch{'' if trainer.total_steps == spe else 's'})",
         f"image cache {'found' if cache_was_there else 'built'}: {cache}",
     ]
-    if resume:  # the trainer restores the checkpoint itself once fit() starts
-        step = int(ckpt.load_checkpoint(trainer.run_dir)[2]["step"])
+    if resume and (trainer.run_dir / CHECKPOINT).is_file():  # the trainer restores it itself once fit() starts
+        step = int(load_checkpoint(trainer.run_dir)[2]["step"])
         lines.append(f"resumed from step {step:,} of {trainer.total_steps:,}")
+    elif resume:  # killed before its first checkpoint
+        lines.append("resumed: no checkpoint was written yet, so training starts at step 0")
     return lines
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,12 +25,10 @@ from facevae.errors import FacevaeError, Interrupted
 from facevae.io import atomic_write_text
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
-from facevae.training import checkpoint as ckpt
+from facevae.training.checkpoint import CHECKPOINT, CONFIG, first_nonfinite, load_checkpoint, save_checkpoint
 from facevae.training import distributed
 from facevae.training.ema import EMA
 from facevae.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES
-from facevae.viz.grid import pairs_grid, save_image
-from facevae.viz.plots import plot_losses
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `precision` on `device`; None means fp32.
@@ -100,6 +99,18 @@ def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What an end-of-epoch hook gets: the shipped weights (EMA when on), the validation images, where to write."""
+
+    epoch: int
+    step: int
+    model: nn.Module
+    val_images: torch.Tensor  # uint8 (N, 3, H, W)
+    run_dir: Path
+    metrics_path: Path
+
+
 @dataclass
 class TrainResult:
     step: int
@@ -166,7 +177,9 @@ class Trainer:
         is_main: bool = True,
         progress: bool = True,
         sync_free: bool | None = None,  # default: on CUDA (see train_step)
+        on_epoch_end: Callable[[EpochEnd], None] | None = None,  # pictures and such, on rank 0 (see run.py)
     ):
+        self.on_epoch_end = on_epoch_end
         self.cfg, self.model, self.loader, self.device = cfg, model, loader, device
         self.sync_free = device.type == "cuda" if sync_free is None else sync_free
         self.train_model = model if train_model is None else train_model  # `or` would call len() on a compiled one
@@ -212,12 +225,12 @@ class Trainer:
         model_state, state = self.model.state_dict(), self.state()
         # a finite loss does not mean finite weights (an inf BatchNorm variance, inf Adam moments):
         # a non-finite state is never written over the last good checkpoint
-        bad = ckpt.first_nonfinite({**_named("model", model_state), **_named("ema", ema or {}),
+        bad = first_nonfinite({**_named("model", model_state), **_named("ema", ema or {}),
                                     **self._optimizer_tensors(state["optimizer"])})
         if bad is not None:
             raise TrainingDiverged(f"training diverged: at step {self.step} {bad} is not finite, so it was not "
                                    f"saved; {self._last_good()}")
-        ckpt.save_checkpoint(self.run_dir, self.cfg, model_state, state, ema)
+        save_checkpoint(self.run_dir, self.cfg, model_state, state, ema)
         return True
 
     def _optimizer_tensors(self, opt_state: dict) -> dict[str, torch.Tensor]:
@@ -227,21 +240,21 @@ class Trainer:
 
     def _last_good(self) -> str:
         """What is left to resume from: said only of a checkpoint that exists and is finite."""
-        if not (self.run_dir / ckpt.CHECKPOINT).is_file():
+        if not (self.run_dir / CHECKPOINT).is_file():
             return ("there is no earlier checkpoint: lower train.lr or set train.grad_clip, then start again "
                     "with --overwrite")
-        _, model_state, state, ema = ckpt.load_checkpoint(self.run_dir)
-        if ckpt.first_nonfinite({**_named("model", model_state), **_named("ema", ema or {})}) is not None:
+        _, model_state, state, ema = load_checkpoint(self.run_dir)
+        if first_nonfinite({**_named("model", model_state), **_named("ema", ema or {})}) is not None:
             return (f"the checkpoint in {self.run_dir} is not finite either (written by an older facevae): "
                     f"lower train.lr or set train.grad_clip, then start again with --overwrite")
         return (f"the last good checkpoint (step {int(state['step'])}) in {self.run_dir} is intact: lower "
                 f"train.lr or set train.grad_clip, then --resume")
 
     def restore(self) -> None:
-        if not (self.run_dir / ckpt.CHECKPOINT).is_file():  # killed before its first checkpoint: start over
+        if not (self.run_dir / CHECKPOINT).is_file():  # killed before its first checkpoint: start over
             self._trim_metrics()
             return
-        _, model_state, state, ema_state = ckpt.load_checkpoint(self.run_dir)
+        _, model_state, state, ema_state = load_checkpoint(self.run_dir)
         try:
             self.model.load_state_dict(model_state)
         except RuntimeError:
@@ -385,7 +398,7 @@ class Trainer:
         self._bad_run_dev.zero_()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.save(self.run_dir / ckpt.CONFIG)
+            self.cfg.save(self.run_dir / CONFIG)
         self._open_tensorboard()
         spe = self.loader.steps_per_epoch
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and self.is_main),
@@ -482,9 +495,15 @@ class Trainer:
             raise TrainingDiverged(f"{self.bad_run} steps in a row gave a non-finite loss at step {self.step}; "
                                    f"{self._last_good()}")
 
+    @property
+    def shipped_model(self) -> nn.Module:
+        """The weights model.safetensors holds: the EMA average when EMA is on, else the live ones."""
+        return self.ema.averaged if self.ema else self.model
+
     @torch.no_grad()
-    def evaluate(self, limit: int) -> dict[str, float]:
-        model = self.model
+    def validate(self, limit: int) -> dict[str, float]:
+        """Validation losses of the shipped weights (val_weights says which: "ema" or "live")."""
+        model = self.shipped_model
         was_training = model.training
         model.eval()
         sums, n = {"total": 0.0, "recon": 0.0, "kl": 0.0}, 0
@@ -498,7 +517,7 @@ class Trainer:
                 sums[k] += float(v) * len(x)
             n += len(x)
         model.train(was_training)
-        return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+        return {**{f"val_{k}": v / max(n, 1) for k, v in sums.items()}, "val_weights": "ema" if self.ema else "live"}
 
     def end_of_epoch(self, epoch: int) -> None:
         self._sync_counters()
@@ -506,19 +525,10 @@ class Trainer:
         # whose resume trims the row and redoes the epoch; the other order would lose the row for good
         if self.is_main:  # the bare model, never the DDP wrapper: its forward would wait for the other ranks
             row = {"kind": "epoch", "step": self.step, "epoch": epoch, "skipped": self.skipped,
-                   **self.evaluate(self.cfg.train.val_batches)}
+                   **self.validate(self.cfg.train.val_batches)}
             self.log(row)
-            self.save_recon_grid(epoch)
-            plot_losses(self.metrics_path, self.run_dir / "loss_curve.png")
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(EpochEnd(epoch, self.step, self.shipped_model, self.val_images, self.run_dir,
+                                           self.metrics_path))
         self.save()
         distributed.barrier()  # the other ranks wait here, outside any DDP collective, until rank 0 is done
-
-    @torch.no_grad()
-    def save_recon_grid(self, epoch: int) -> Path:
-        model = self.ema.averaged if self.ema else self.model
-        was_training = model.training
-        model.eval()
-        x = self.val_images[: self.cfg.train.grid_images].to(self.device).float().div(255)
-        recon = model(x, sample=False).recon
-        model.train(was_training)
-        return save_image(pairs_grid(x.cpu(), recon.cpu()), self.run_dir / "recon" / f"epoch_{epoch:04d}.png")

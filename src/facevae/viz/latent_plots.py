@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from facevae.viz.gif import font
 from facevae.viz.grid import make_grid, to_uint8
-from facevae.viz.plots import plt, save_figure
+from facevae.viz.plots import save_figure, subplots
 
 PAD = 2
 
@@ -63,7 +63,7 @@ def plot_histograms(means: torch.Tensor, activity: torch.Tensor, path: Path, k: 
     k = min(k, max(1, d // 2)) if d > 1 else 1
     order = torch.argsort(activity, descending=True).tolist()
     rows = [("most active", order[:k]), ("least active", order[-k:][::-1])] if d > 1 else [("active", order)]
-    fig, axes = plt.subplots(len(rows), k, figsize=(3.0 * k, 2.6 * len(rows)), squeeze=False)
+    fig, axes = subplots(len(rows), k, figsize=(3.0 * k, 2.6 * len(rows)), squeeze=False)
     grid = torch.linspace(-4, 4, 200)
     for r, (label, dims) in enumerate(rows):
         for c, dim in enumerate(dims):
@@ -87,7 +87,7 @@ def plot_kl(activity: torch.Tensor, kl: torch.Tensor | None, threshold: float, p
     active = (activity > threshold).numpy()
     n_active = int(active.sum())
     panels = 2 if kl is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 3.6), squeeze=False)
+    fig, axes = subplots(1, panels, figsize=(6.5 * panels, 3.6), squeeze=False)
     axes = axes[0]
     x = np.arange(len(activity))
     if kl is not None:
@@ -114,7 +114,7 @@ def plot_kl(activity: torch.Tensor, kl: torch.Tensor | None, threshold: float, p
 def plot_pca(coords: torch.Tensor, ratio: torch.Tensor, labels: torch.Tensor | None, attribute: str | None,
              path: Path) -> Path:
     """2-D PCA of the posterior means, coloured by a +1/-1 attribute when given."""
-    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    fig, ax = subplots(figsize=(5.6, 5.0))
     xy = coords.numpy()
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6, color="C0", lw=0)
@@ -144,8 +144,8 @@ def compare_figure(panels: Mapping[str, Mapping[str, np.ndarray]], metrics: Mapp
     # each row as tall as its pictures at the column width, so no blank bands appear between rows
     heights = [max(panels[m][r].shape[0] / panels[m][r].shape[1] for m in models) * col_w for r in rows]
     size = (col_w * len(models) + 1.0, sum(heights) + 0.5 * len(rows) + 0.6)
-    fig, axes = plt.subplots(len(rows), len(models), figsize=size, squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = subplots(len(rows), len(models), figsize=size, squeeze=False,
+                         gridspec_kw={"height_ratios": heights})
     for c, model in enumerate(models):
         for r, row in enumerate(rows):
             ax = axes[r][c]

@@ -1,15 +1,19 @@
-"""Training plots (matplotlib, Agg backend: no display needed)."""
+"""Training plots, drawn on `matplotlib.figure.Figure` objects.
+
+Figures are built without pyplot, so no backend is chosen for the whole process
+(importing facevae never changes how the caller's own matplotlib plots show) and
+no global figure list has to be closed.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+from typing import Any
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
-from facevae.io import atomic_write  # noqa: E402
+from facevae.io import atomic_write
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -24,9 +28,14 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any) -> tuple[Figure, Any]:
+    """pyplot.subplots' (figure, axes) without pyplot's global state."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
-    plt.close(fig)
     return Path(path)
 
 
@@ -35,7 +44,7 @@ def plot_losses(metrics_path: Path, out: Path) -> Path:
     rows = read_jsonl(metrics_path)
     steps = [r for r in rows if r.get("kind") == "step"]
     epochs = [r for r in rows if r.get("kind") == "epoch" and "val_total" in r]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("total", "recon", "kl"), ("total loss", "reconstruction NLL", "KL")):
         ax.plot([r["step"] for r in steps], [r[key] for r in steps], lw=1, label="train")
         if epochs:

@@ -7,9 +7,7 @@ No Gradio here, so the benchmark and the unit tests drive it directly.
 """
 from __future__ import annotations
 
-import inspect
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,23 +17,15 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
+from facevae.sampling import build_sampler
+from facevae.tasks.store import get_sampler
+from facevae.training.checkpoint import Checkpoint
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
 ACTIVE_DIMS = 8  # latent sliders shown
 ACTIVITY_SAMPLES = 128  # prior draws decoded and re-encoded to rank the dimensions
-
-
-class _Prior:
-    """N(0, T^2 I), used when the sampling package cannot give one."""
-
-    name = "prior"
-
-    def __init__(self, dim: int):
-        self.dim = dim
-
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        return torch.randn(n, self.dim, generator=generator) * temperature
 
 
 @dataclass
@@ -49,15 +39,14 @@ class Explorer:
     attr_note: str = ""  # why there are no attribute sliders, when there are none
     dims: torch.Tensor | None = None  # (K,) the most active latent dimensions, most active first
     dim_scale: torch.Tensor | None = None  # (K,) their spread: slider value 1 moves one spread
-    samplers: dict = field(default_factory=dict)  # name -> object with .sample(n, generator[, temperature])
+    samplers: dict = field(default_factory=dict)  # name -> Sampler
     sampler_note: str = ""
     label: str = "model"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self):
-        self._lock = threading.Lock()
         if not self.samplers:
-            self.samplers = {"prior": _Prior(self.latent_dim)}
+            self.samplers = {"prior": build_sampler("prior", self.latent_dim)}
         if self.dims is None:
             self.dims, self.dim_scale = active_dimensions(self.model, self.latent_dim, device=self.device)
         self._basis = self._edit_basis()
@@ -73,12 +62,13 @@ class Explorer:
 
         log = log or (lambda msg: print(msg, file=sys.stderr))
         dev = resolve_device(device)
-        model, cfg = load_model(ckpt, dev)
-        names, steps, attr_note = load_attributes(ckpt, model, cfg, data, dev, log)
+        loaded = load_model(ckpt, dev)
+        model, cfg = loaded.model, loaded.config
+        names, steps, attr_note = load_attributes(loaded, data, dev, log)
         if data is not None:
             log(f"samplers: reading the stored fits or fitting them once on {data} ...")
-        samplers, sampler_note = load_samplers(ckpt, model, cfg, data, dev, components)
-        label = "the bundled CelebA 64x64 model" if ckpt is None else str(ckpt)
+        samplers, sampler_note = load_samplers(loaded, data, dev, components)
+        label = "the bundled CelebA 64x64 model" if loaded.is_bundled else loaded.source
         return cls(model, cfg, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note,
                    label=label, device=dev)
 
@@ -109,19 +99,8 @@ class Explorer:
             raise FacevaeError(f"sampler {sampler!r} is not available here; choose one of: {', '.join(self.samplers)}")
         if not (0.0 < temperature <= 3.0):
             raise FacevaeError(f"temperature must be in (0, 3], got {temperature}")
-        s = self.samplers[sampler]
         g = torch.Generator().manual_seed(int(seed) % 2**63)
-        if "temperature" in inspect.signature(s.sample).parameters:
-            z = s.sample(n, generator=g, temperature=temperature)
-        else:
-            # fitted samplers keep their temperature as an attribute; the lock keeps sessions apart
-            with self._lock:
-                old, s.temperature = s.temperature, float(temperature)
-                try:
-                    z = s.sample(n, generator=g)
-                finally:
-                    s.temperature = old
-        return z.float().cpu()
+        return self.samplers[sampler].sample(n, generator=g, temperature=float(temperature)).float().cpu()
 
     def edit(self, base: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
         """The chosen latent moved by every slider: attribute strengths, then latent-dimension offsets."""
@@ -153,16 +132,14 @@ class Explorer:
 # ---------------------------------------------------------------------- one-off loading
 
 
-def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
+def load_attributes(ckpt: Checkpoint, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
     """(names, (A, D) steps or None, note saying why there are none)."""
-    try:
-        from facevae.latent.attributes import attribute_vectors
-    except ImportError:
-        return [], None, "Attribute sliders are off: this install of facevae has no attribute toolkit."
+    from facevae.tasks.edit import attribute_vectors
+
     if data is not None:
         log(f"attribute vectors: reading the cache or computing them once from {data} ...")
     try:
-        names, steps = attribute_vectors(ckpt, model, cfg, data=data, device=device)
+        names, steps = attribute_vectors(ckpt, data=data, device=device)
     except FacevaeError as e:
         hint = "" if data is not None else (" Restart `facevae serve` with --data CELEBA_DIR "
                                              "(or set FACEVAE_DATA) to compute them once.")
@@ -170,23 +147,14 @@ def load_attributes(ckpt, model: VAE, cfg: RunConfig, data, device, log) -> tupl
     return list(names), steps.float().cpu(), ""
 
 
-def load_samplers(ckpt, model: VAE, cfg: RunConfig, data, device, components: int = 10) -> tuple[dict, str]:
-    """Every sampler that `facevae.sampling.store` can give for this model, prior always included."""
-    out: dict = {"prior": _Prior(cfg.model.latent_dim)}
+def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple[dict, str]:
+    """Every sampler that `facevae.tasks.store` can give for this model, prior always included."""
+    out: dict = {}
     missing = []
-    try:
-        from facevae.sampling.store import get_sampler
-    except ImportError:
-        return out, "Only the prior is available: this install has no fitted-sampler store."
     for name in SAMPLER_NAMES:
         try:
-            s = get_sampler(ckpt, model, cfg, name=name, components=components, data=data, device=device)
-        except (FacevaeError, NotImplementedError):
-            s = None
-        # a store that answers every name with the prior must not pose as a fitted sampler
-        if s is not None and getattr(s, "name", None) == name:
-            out[name] = s
-        elif name != "prior":
+            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device)
+        except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "
                                    "restart with --data CELEBA_DIR to fit them once.")
@@ -205,8 +173,7 @@ def active_dimensions(model: VAE, latent_dim: int, k: int = ACTIVE_DIMS, n: int 
 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, latent_dim, generator=g)
-    means = torch.cat([model.encode(model.decode(z[i:i + 64].to(device))).mean.float().cpu()
-                       for i in range(0, n, 64)])
+    means = batched(lambda b: model.encode(model.decode(b)).mean.float(), z, device)
     var = latent_activity(means).float()
     top = torch.argsort(var, descending=True)[:min(k, latent_dim)]
     return top, var[top].sqrt().clamp_min(1e-3)

@@ -2,7 +2,7 @@
 
 A session's state is a dict of latent codes (`grid`, `base`, `a`, `b`); handlers
 return a new dict instead of changing the old one. Images go out as uint8
-(H, W, 3) arrays at the model's resolution. No Gradio here: `app.py` wires these
+(H, W, 3) arrays at the model's resolution. No Gradio here: `page.py` wires these
 to components, and the benchmark and tests call them directly.
 """
 from __future__ import annotations

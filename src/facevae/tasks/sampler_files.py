@@ -31,6 +31,7 @@ def load_sampler(path: str | Path, device: torch.device | str = "cpu") -> Sample
     metadata, state = _read(path)
     try:
         options = json.loads(metadata["options"])
+        options.pop("temperature", None)  # files written while temperature was sampler state (the bundled fits)
         sampler = sampler_class(metadata["sampler"]).from_state_dict(state, **options)
     except (KeyError, TypeError, ValueError) as err:
         raise FacevaeError(f"{path} is not a facevae sampler file ({type(err).__name__}); "

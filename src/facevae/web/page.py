@@ -25,7 +25,7 @@ STRENGTH_HELP = ("Strength 1 moves the face by one typical spread of the trainin
                  "-1 the other way; ±3 reaches the edge of the data. 0 is the chosen face.")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
 # No public API: every interaction needs the session's state (the chosen latent), which a
-# bare API call does not have; scripts use facevae.generate or facevae.web.handlers instead.
+# bare API call does not have; scripts use facevae.tasks.generate or facevae.web.handlers instead.
 PAGE_ONLY = {"api_visibility": "private"}
 
 

@@ -8,15 +8,15 @@ import torch
 
 from facevae.data import load_image, open_dataset
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device
 
 
-@torch.no_grad()
-def decode_batched(model: VAE, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Latents to float images in [0, 1] on the CPU."""
-    return torch.cat([model.decode(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
+def decode_batched(model: VAE, z: torch.Tensor) -> torch.Tensor:
+    """Latents to float images in [0, 1] on the CPU (decoded on z's device)."""
+    return batched(lambda b: model.decode(b).float(), z, z.device)
 
 
 def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temperature: float = 1.0,
@@ -24,13 +24,13 @@ def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temp
              device: str = "auto") -> torch.Tensor:
     """`n` new faces as float (n, 3, H, W) in [0, 1] from the prior or a fitted sampler."""
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
-    from facevae.sampling.store import get_sampler
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
+    from facevae.tasks.store import get_sampler
 
-    s = get_sampler(ckpt, model, cfg, name=sampler, components=components, data=data, device=dev)
-    s.temperature = temperature
+    s = get_sampler(loaded, name=sampler, components=components, data=data, device=dev)
     g = torch.Generator().manual_seed(seed)  # a CPU generator: the same seed, the same faces on CPU and GPU
-    z = s.sample(n, generator=g)
+    z = s.sample(n, generator=g, temperature=temperature)
     return decode_batched(model, z.to(dev))
 
 
@@ -41,7 +41,7 @@ def read_images(paths: Sequence[str | Path], size: int, crop: int) -> torch.Tens
     return torch.stack([torch.from_numpy(load_image(Path(p), size, crop)) for p in paths])
 
 
-def split_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
+def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
     """The first `n` images of a split, read straight from the files (no cache build for a handful)."""
     ds = open_dataset(data)
     idx = ds.split_indices(split)[:n]
@@ -53,9 +53,10 @@ def reconstruct(ckpt: str | Path | None = None, *, images: Sequence[str | Path] 
                 split: str = "valid", n: int = 8, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, reconstructions), float in [0, 1] on the CPU; reconstructions decode the posterior mean."""
     dev = resolve_device(device)
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     size, crop = cfg.model.image_size, cfg.data.crop
-    x8 = read_images(images, size, crop) if images else split_images(data, split, n, size, crop)
+    x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
     x = x8.float().div(255)
-    recon = torch.cat([model(x[i:i + 256].to(dev), sample=False).recon.float().cpu() for i in range(0, len(x), 256)])
+    recon = batched(lambda b: model(b, sample=False).recon.float(), x, dev)
     return x, recon

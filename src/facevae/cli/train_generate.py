@@ -1,4 +1,4 @@
-"""train, sample, reconstruct."""
+"""`facevae train`, `sample` and `reconstruct`: train a model, then generate from it; options the other commands share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +41,7 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a VAE (or a plain autoencoder: --set model.kind=ae) on CelebA."""
-    from facevae.training.distributed import train_maybe_distributed
+    from facevae.training.launch import train_maybe_distributed
     from facevae.training.run import check_resume, saved_config
 
     # a resumed run starts from its own saved config; --set/--epochs/--max-steps still apply
@@ -70,7 +70,7 @@ def sample(
     device: str = DeviceOpt,
 ) -> None:
     """Generate new faces and write them as a grid PNG."""
-    from facevae.generate import generate
+    from facevae.tasks.generate import generate
     from facevae.training.checkpoint import read_config
     from facevae.viz.grid import save_grid
 
@@ -93,7 +93,7 @@ def reconstruct(
     device: str = DeviceOpt,
 ) -> None:
     """Reconstruct faces: originals above their reconstructions."""
-    from facevae.generate import reconstruct as run_reconstruct
+    from facevae.tasks.generate import reconstruct as run_reconstruct
     from facevae.viz.grid import pairs_grid, save_image
 
     if bool(images) == bool(data):

@@ -16,6 +16,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
+from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.phase import fit_line, phase
 
@@ -45,8 +46,7 @@ class CompareContext:
 def recon_mse(ctx: CompareContext) -> float:
     """Mean squared error per pixel (images in [0, 1]) of the validation reconstructions."""
     x = ctx.valid[:512].float().div(255)
-    recon = torch.cat([ctx.model(x[i:i + 256].to(ctx.device), sample=False).recon.float().cpu()
-                       for i in range(0, len(x), 256)])
+    recon = batched(lambda b: ctx.model(b, sample=False).recon.float(), x, ctx.device)
     return float((recon - x).pow(2).mean())
 
 
@@ -91,8 +91,8 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
                    device: str = "auto", progress: bool = True) -> tuple[dict, dict]:
     """(panels[column][row] uint8 grids, metrics[column][name])."""
     from facevae.data import load_images, open_dataset
-    from facevae.generate import decode_batched
-    from facevae.latent.encode import encode_images
+    from facevae.tasks.generate import decode_batched
+    from facevae.tasks.encode import encode_images
     from facevae.sampling import build_sampler
     from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device
@@ -104,9 +104,9 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
     panels, metrics = {}, {}
     per_row = n // 2 if n > 1 else 1
     for name, run_dir in runs.items():
-        model, cfg = load_model(run_dir, dev)
-        images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                             progress=progress)
+        loaded = load_model(run_dir, dev)
+        model, cfg = loaded.model, loaded.config
+        images = load_images(ds, cfg, progress=progress)
         valid = torch.from_numpy(images[ds.split_indices("valid")])
         train_images = torch.from_numpy(images[ds.split_indices("train")])
         with phase(f"{name}: encoding {len(train_images):,} training images", progress):

@@ -39,12 +39,13 @@ from tqdm import tqdm
 from facevae.config import RunConfig
 from facevae.data import FaceDataset, load_images, open_dataset
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write_text
+from facevae.io import atomic_write_text, user_cache
 from facevae.metrics import fid
 from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatches, reference_protocol
 from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
 from facevae.phase import fit_line, phase
+from facevae.training.checkpoint import Checkpoint
 from facevae.viz.grid import to_uint8
 
 REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
@@ -141,13 +142,6 @@ def fid_to_reference(features: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.nda
     return max(0.0, float(diff @ diff + np.sum(b * b) + np.trace(sigma_ref) - 2.0 * np.sqrt(np.clip(eig, 0, None)).sum()))
 
 
-def fid_between(a: torch.Tensor, b: torch.Tensor, extractor: fid.InceptionFeatures, batch_size: int = 50) -> float:
-    """FID of two uint8 image sets (no caching): for tests and quick checks."""
-    fa = fid.features_of(a, extractor, batch_size=batch_size, progress=False)
-    fb = fid.features_of(b, extractor, batch_size=batch_size, progress=False)
-    return fid_to_reference(fa, *fid.stats_of(fb))
-
-
 FID_NOTE = ("facevae resizes outside the network (pytorch-fid style); NVIDIA's StyleGAN2-ADA file resizes inside "
             "it, which moves FID by 0.5-0.7%: compare figures only between pipelines with the same resize")
 
@@ -219,63 +213,43 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 
 # ----------------------------------------------------------------------------- samplers
 
-FITS_ON_LATENTS: dict[str, bool] = {"prior": False}  # the others fit the training latents
-
-
-def state_digest(model: VAE) -> str:
-    """sha1 of the evaluated weights themselves (a run's weights file changes while it trains)."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def training_latents(model: VAE, ds: FaceDataset, images: np.ndarray, cfg: RunConfig, count: int,
-                     device: torch.device, digest: str | None = None) -> torch.Tensor:
+def training_latents(ckpt: Checkpoint, ds: FaceDataset, images: np.ndarray, count: int,
+                     device: torch.device) -> torch.Tensor:
     """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
-    from facevae.data.cache import default_cache_dir
-    from facevae.latent.encode import cached_latents
+    from facevae.tasks.encode import cached_latents
 
+    cfg = ckpt.config
     idx = subset(ds.split_indices("train"), count)
-    key = json.dumps({"weights": digest or state_digest(model), "root": os.path.realpath(ds.root), "n": len(idx),
+    key = json.dumps({"weights": ckpt.digest, "root": os.path.realpath(ds.root), "n": len(idx),
                       "size": cfg.model.image_size, "crop": cfg.data.crop, "draft": cfg.data.draft,
                       "seed": REFERENCE_SEED}, sort_keys=True)
-    path = default_cache_dir() / "eval" / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
-    means, _ = cached_latents(model, read_subset(images, idx), path, key, device)
+    path = user_cache("eval") / f"latents-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    means, _ = cached_latents(ckpt.model, read_subset(images, idx), path, key, device)
     return means
 
 
-def stored_sampler(name: str, ckpt, model: VAE, cfg: RunConfig, data, opts: EvalOptions, device: torch.device):
-    """The sampler stored beside the checkpoint (fitted on the whole training split and stored on first use)."""
-    from facevae.sampling import Sampler
-    from facevae.sampling.store import get_sampler
-
-    s = get_sampler(ckpt, model, cfg, name=name, components=opts.components, data=data, device=device,
-                    progress=opts.progress)
-    return s if isinstance(s, Sampler) and s.name == name and s.fitted else None
-
-
-def fitted_samplers(ckpt, model: VAE, cfg: RunConfig, data, ds: FaceDataset, images: np.ndarray,
-                    opts: EvalOptions, device: torch.device, digest: str | None = None) -> dict[str, tuple[Any, str]]:
+def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray, opts: EvalOptions,
+                    device: torch.device) -> dict[str, tuple[Any, str]]:
     """name -> (fitted sampler, where it came from)."""
     from facevae.sampling import build_sampler
-    from facevae.sampling.store import fit_options
+    from facevae.tasks.store import fit_options, get_sampler
 
+    cfg = ckpt.config
     out: dict[str, tuple[Any, str]] = {}
     latents = None
     for name in opts.samplers:
         s = build_sampler(name, cfg.model.latent_dim, **fit_options(name, opts.components))
-        if not FITS_ON_LATENTS.get(name, True):
+        if not s.fits_latents:
             out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
             continue
-        stored = stored_sampler(name, ckpt, model, cfg, data, opts, device) if opts.fit_images == 0 else None
-        if stored is not None:
+        if opts.fit_images == 0:  # the stored fit (made on the whole training split on first use)
+            stored = get_sampler(ckpt, name=name, components=opts.components, data=data, device=device,
+                                 progress=opts.progress)
             out[name] = (stored, "fitted on the whole training split, stored beside the checkpoint "
-                                 "(facevae.sampling.store)")
+                                 "(facevae.tasks.store)")
             continue
         if latents is None:
-            latents = training_latents(model, ds, images, cfg, opts.fit_images, device, digest)
+            latents = training_latents(ckpt, ds, images, opts.fit_images, device)
         with phase(fit_line(s, len(latents)), opts.progress):
             s.fit(latents.to(device))
         out[name] = (s, f"fitted on the posterior means of {len(latents)} training images")
@@ -324,10 +298,10 @@ def _check_options(opts: EvalOptions) -> None:
 
 def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
     """Run every evaluation, write metrics.json, pictures and index.html into `out`; return the metrics."""
-    from facevae.latent.encode import encode_images
+    from facevae.tasks.encode import encode_images
     from facevae.metrics.latent_health import latent_health
     from facevae.metrics.recon import reconstruct_uint8, recon_metrics
-    from facevae.training.checkpoint import load_model, resolve_weights
+    from facevae.training.checkpoint import load_model
     from facevae.training.run import resolve_device
     from facevae.viz import report
 
@@ -336,11 +310,10 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
         raise FacevaeError(f"--out {out} is a file: give a folder for metrics.json and the report")
     _check_options(opts)
     dev = resolve_device(opts.device)
-    weights_path = resolve_weights(ckpt)
-    step = _step_of(weights_path)  # read next to the weights: a training run replaces the file every epoch
-    model, cfg = load_model(ckpt, dev)
+    loaded = load_model(ckpt, dev)
+    model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
-    clock, digest = _Clock(progress=opts.progress), state_digest(model)
+    clock = _Clock(progress=opts.progress)
     ds = open_dataset(data, cfg.data.val_fraction)
     eval_idx = ds.split_indices(opts.split)
     if extractor is not None:
@@ -349,15 +322,14 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     warning = cpu_time_warning(opts, dev, committed.get("samples") is not None)
     if warning and opts.progress:  # after the checks: a bad input gets its one error line alone
         print(warning, file=sys.stderr, flush=True)
-    images = load_images(ds, cfg.model.image_size, cfg.data.crop, cfg.data.draft, workers=cfg.data.workers,
-                         progress=opts.progress)
+    images = load_images(ds, cfg, progress=opts.progress)
     x8 = read_subset(images, eval_idx)
 
     means, logvars = clock.time("encode", lambda: encode_images(model, x8, dev))
     recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
     likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, ds, images, eval_idx, x8, opts, dev))
     samplers = clock.time("fit_samplers",
-                          lambda: fitted_samplers(ckpt, model, cfg, data, ds, images, opts, dev, digest))
+                          lambda: fitted_samplers(loaded, data, ds, images, opts, dev))
     grids: dict[str, torch.Tensor] = {}
     fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"}
     if extractor is not None:
@@ -369,7 +341,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     out.mkdir(parents=True, exist_ok=True)
     files = report.write_pictures(out, x8, recons, grids, means, latent, ds, eval_idx)
     metrics = {
-        "protocol": {**_protocol(ckpt, weights_path, digest, ds, cfg, opts, len(eval_idx), dev), "step": step},
+        "protocol": {**_protocol(loaded, ds, opts, len(eval_idx), dev), "step": loaded.step},
         "model": {"kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim, "image_size": cfg.model.image_size,
                   "block": cfg.model.block, "recon_loss": cfg.loss.recon, "sigma": cfg.loss.sigma,
                   "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},
@@ -412,11 +384,11 @@ def _complete_grids(grids: dict[str, torch.Tensor], model: VAE, samplers: dict, 
             grids[name] = next(decoded_batches(model, sample_latents(s, GRID_IMAGES, seed, GRID_IMAGES), dev))
 
 
-def _protocol(ckpt, weights_path: Path, digest: str, ds: FaceDataset, cfg: RunConfig, opts: EvalOptions,
-              split_images: int, dev: torch.device) -> dict:
+def _protocol(ckpt: Checkpoint, ds: FaceDataset, opts: EvalOptions, split_images: int, dev: torch.device) -> dict:
+    cfg = ckpt.config
     return {
-        "checkpoint": "bundled" if ckpt is None else str(ckpt), "weights": str(weights_path),
-        "weights_sha1": digest,
+        "checkpoint": ckpt.source, "weights": str(ckpt.weights),
+        "weights_sha1": ckpt.digest,
         "data": os.path.realpath(ds.root), "split": opts.split, "split_images": split_images,
         "image_size": cfg.model.image_size, "crop": cfg.data.crop, "dims": 3 * cfg.model.image_size ** 2,
         "device": str(dev), "seed": opts.seed, "options": asdict(opts),
@@ -494,17 +466,6 @@ def _fid_all(model, ds, images, eval_idx, recons, samplers, cfg, extractor, opts
                                  "count": len(pick), "reference_count": orig["count"],
                                  "reference_split": opts.split, "reference": orig}
     return result
-
-
-def _step_of(weights: Path) -> int | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            step = (f.metadata() or {}).get("step")
-        return int(step) if step is not None else None
-    except (OSError, ValueError):
-        return None
 
 
 def _jsonable(obj: Any) -> Any:

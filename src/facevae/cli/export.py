@@ -1,0 +1,21 @@
+"""`facevae export`: a run as a Hugging Face Hub model folder with a model card."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from facevae.cli.app import app
+
+
+@app.command()
+def export(
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model."),
+    out: Path = typer.Option(..., "--out", help="Folder for config.json, model.safetensors and README.md."),
+) -> None:
+    """Write a model as a Hub folder (config.json, model.safetensors, model card); --ckpt and from_pretrained read it."""
+    from facevae.training.pretrained import export as run_export
+
+    folder = run_export(ckpt, out)
+    typer.echo(f"wrote config.json, model.safetensors and README.md to {folder}")

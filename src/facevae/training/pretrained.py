@@ -1,0 +1,141 @@
+"""Models in the Hugging Face Hub layout: a folder with `config.json` and `model.safetensors`.
+
+This is the layout `huggingface_hub`'s `PyTorchModelHubMixin` writes and the Hub
+shows, written here without the mixin so that facevae's core needs no extra
+dependency (`huggingface_hub` is imported only to download a repo id). The
+weights file also carries the config in its metadata, like a run's
+`model.safetensors`, so every command that takes `--ckpt` reads the folder as is.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from facevae.config import RunConfig
+from facevae.errors import FacevaeError
+from facevae.io import atomic_write_text
+from facevae.models.vae import VAE
+from facevae.training.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json, load_model,
+                                        save_weights)
+
+CARD = "README.md"
+EVALUATED = ("fid", "likelihood", "reconstruction")  # sections of evaluate's metrics.json a card quotes
+
+
+def save_pretrained(model: VAE, cfg: RunConfig, folder: str | Path) -> Path:
+    """Write `config.json` and `model.safetensors` (float32 weights) into `folder`; returns it."""
+    folder = Path(folder).expanduser()
+    check_export_dir(folder)
+    save_weights(folder / WEIGHTS, cfg, model.state_dict())
+    atomic_write_text(folder / CONFIG_JSON, config_json(cfg))
+    return folder
+
+
+def from_pretrained(dir_or_repo_id: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """The model (a Checkpoint: .model, .config) from a local folder or, when no such folder exists, a Hub repo id."""
+    path = Path(dir_or_repo_id).expanduser()
+    if not path.exists():
+        path = _download(str(dir_or_repo_id))
+    return load_model(path, device)
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise FacevaeError(f"{repo_id} is no local folder, and downloading it from the Hub needs "
+                           "huggingface_hub: pip install huggingface_hub") from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_JSON, WEIGHTS, CARD]))
+    except Exception as e:  # the Hub client raises many kinds (network, auth, bad id); all mean "not reachable"
+        raise FacevaeError(f"cannot fetch {repo_id} from the Hugging Face Hub ({type(e).__name__}): "
+                           "check the repo id and the network, or pass a local folder") from None
+
+
+def check_export_dir(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise FacevaeError(f"--out {folder} is a file: choose a folder for the exported model")
+    if (folder / CHECKPOINT).exists():
+        raise FacevaeError(f"--out {folder} holds a training run: choose another folder for the exported model")
+
+
+def export(ckpt: str | Path | None, out: str | Path) -> Path:
+    """A run (or the bundled model) as a Hub folder with a model card; returns the folder."""
+    out = Path(out).expanduser()
+    check_export_dir(out)
+    loaded = load_model(ckpt)
+    save_pretrained(loaded.model, loaded.config, out)
+    atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir))
+    return out
+
+
+def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None) -> str:
+    """README.md for the Hub: front matter, then training data, config, metrics and licence."""
+    m = cfg.model
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        "---", "library_name: facevae", "license: other", "license_name: celeba-non-commercial-research",
+        "datasets:", "- celeba", "tags:", "- vae", "- faces", "- image-generation", "---", "",
+        f"# facevae {m.kind.upper()} ({m.image_size}x{m.image_size}, {m.latent_dim}-dim latent)", "",
+        f"A {'variational autoencoder' if m.kind == 'vae' else 'plain autoencoder'} for faces trained with "
+        f"[facevae](https://github.com/), {params:,} parameters.", "",
+        "```bash", "facevae sample --ckpt THIS_FOLDER --n 64 --out faces.png", "```", "",
+        "## Training data", "",
+        f"CelebA aligned faces (train partition), center crop {cfg.data.crop}, resized to "
+        f"{m.image_size}x{m.image_size}{', random horizontal flips' if cfg.data.flip else ''}.", "",
+        "## Config", "", "```yaml", cfg.to_yaml().rstrip(), "```", "",
+        "## Metrics", "", *_metric_lines(run_dir), "",
+        "## Licence", "",
+        "CelebA is licensed for non-commercial research purposes only; so are these weights, "
+        "which were trained on it. The facevae code is MIT-licensed.", "",
+    ]
+    return "\n".join(lines)
+
+
+def _metric_lines(run_dir: Path | None) -> list[str]:
+    rows = _last_epoch_row(run_dir / "metrics.jsonl") if run_dir else {}
+    lines = [f"- {k}: {v:.4g}" for k, v in rows.items() if k.startswith("val_") and isinstance(v, (int, float))]
+    if rows:
+        lines.insert(0, f"Validation losses (nats per image) at step {rows.get('step', '?')}:")
+    fid = _evaluated(run_dir)
+    lines += [f"- {k}: {v:.4g}" for k, v in fid.items()]
+    return lines or ["No metrics were recorded with this model."]
+
+
+def _last_epoch_row(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    last: dict = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if any(k.startswith("val_") for k in row):
+            last = row
+    return last
+
+
+def _evaluated(run_dir: Path | None) -> dict[str, float]:
+    """Top-level numbers of `facevae evaluate --out RUN/eval`, when it was run there."""
+    path = run_dir / "eval" / "metrics.json" if run_dir else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    wanted = {k: metrics[k] for k in EVALUATED if isinstance(metrics.get(k), dict)}
+    return {f"evaluate {k}": v for k, v in _numbers(wanted).items()}
+
+
+def _numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_numbers(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[prefix + k] = v
+    return out
