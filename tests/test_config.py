@@ -128,3 +128,15 @@ def test_a_mistyped_key_or_name_gets_did_you_mean():
         RunConfig().override(["train.lrr=1"])
     with pytest.raises(FacevaeError, match=r"unknown model\.norm 'btach' \(did you mean 'batch'\?\); choose one of"):
         RunConfig().override(["model.norm=btach"])
+
+
+def test_the_likelihood_recipe_has_a_discretised_gaussian_decoder_and_the_bce_caveat_names_it():
+    from facevae.decoders import decoder_distribution
+    from facevae.metrics.likelihood import bits_per_dim_caveat
+
+    sigma, seed = RunConfig.load("celeba64-sigma"), RunConfig.load("celeba64")
+    assert sigma.model.learned_sigma and sigma.loss.recon == "mse"
+    assert sigma.model.widths == seed.model.widths and sigma.model.latent_dim == seed.model.latent_dim
+    assert "gaussian" in decoder_distribution(sigma.loss.recon).description.lower()
+    assert "--config celeba64-sigma" in bits_per_dim_caveat("bce")
+    assert "celeba64-sigma" not in bits_per_dim_caveat("mse")
