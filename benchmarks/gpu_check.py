@@ -71,7 +71,7 @@ class Sizes:
     warmup: int
     timed_steps: tuple[int, int]  # throughput: trainer and ceiling, naive
     fid_images: int
-    fitted_two_stage_steps: int | None  # None: the explorer fits two_stage itself (4000 steps)
+    quick_fit_steps: int | None  # None: the explorer fits two_stage and diffusion itself (minutes)
 
 
 FULL = Sizes(400, 100, 25, 50, (64, 1024), 10, (50, 10), 2000, None)
@@ -226,14 +226,15 @@ def explorer(c: Check) -> dict:
     from facevae.web.explorer import Explorer
     from facevae.web.handlers import Handlers
 
+    from facevae.sampling import SAMPLERS
+
     note = "every sampler fitted here"
-    if c.sizes.fitted_two_stage_steps:
-        note = store_quick_two_stage(c, c.sizes.fitted_two_stage_steps)
+    if c.sizes.quick_fit_steps:
+        note = store_quick_fits(c, c.sizes.quick_fit_steps)
     t0 = time.perf_counter()
     ex = Explorer.load(c.run_dir, data=c.data, device=c.device.type, log=lambda msg: None)
     load_s = time.perf_counter() - t0
-    expect(set(ex.samplers) == {"prior", "gaussian", "gmm", "two_stage"}, f"samplers {sorted(ex.samplers)}: "
-                                                                        f"{ex.sampler_note}")
+    expect(set(ex.samplers) == set(SAMPLERS), f"samplers {sorted(ex.samplers)}: {ex.sampler_note}")
     on = {name: str(s.device) for name, s in ex.samplers.items() if hasattr(s, "device")}
     expect(all(torch.device(d).type == c.device.type for d in on.values()), f"sampler devices {on}")
     t0 = time.perf_counter()
@@ -244,8 +245,8 @@ def explorer(c: Check) -> dict:
             "sampler_devices": on, "note": note}
 
 
-def store_quick_two_stage(c: Check, steps: int) -> str:
-    """Tiny mode: a short two_stage fit stored where the explorer looks, so it loads instead of fitting."""
+def store_quick_fits(c: Check, steps: int) -> str:
+    """Tiny mode: short two_stage and diffusion fits stored where the explorer looks, so it loads them."""
     from facevae.sampling.registry import build_sampler
     from facevae.tasks.encode import encode_images, load_split
     from facevae.tasks.sampler_files import save_sampler
@@ -255,9 +256,12 @@ def store_quick_two_stage(c: Check, steps: int) -> str:
     cfg = loaded.config
     _, _, images = load_split(c.data, "train", cfg, progress=False)
     means, _ = encode_images(loaded.model, images, c.device)
-    sampler = build_sampler("two_stage", cfg.model.latent_dim, steps=steps).fit(means)
-    save_sampler(sampler, store_dirs(loaded)[-1] / sampler_file("two_stage", 10, loaded))
-    return f"two_stage stored from a {steps}-step fit (its 4000-step fit takes over a minute on two CPU cores)"
+    quick = {"two_stage": {"steps": steps}, "diffusion": {"steps": steps, "hidden": 16, "sample_steps": 5}}
+    for name, options in quick.items():
+        sampler = build_sampler(name, cfg.model.latent_dim, **options).fit(means)
+        save_sampler(sampler, store_dirs(loaded)[-1] / sampler_file(name, 10, loaded))
+    return (f"two_stage and diffusion stored from {steps}-step fits (their default fits take minutes "
+            "on two CPU cores)")
 
 
 def sample_parity(c: Check) -> dict:
