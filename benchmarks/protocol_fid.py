@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from facevae.data import load_images, open_dataset
-from facevae.io import atomic_write
 from facevae.metrics import fid
 from facevae.tasks import evaluate as ev
 from facevae.tasks.store import get_sampler
@@ -30,23 +27,6 @@ from facevae.training.checkpoint import load_model
 
 CHUNK = 500
 REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
-
-
-def chunked_features(work: Path, n: int, images_of, extractor) -> tuple[np.ndarray, float]:
-    """Features of images_of(start, stop) for [0, n) in chunks cached under `work`; (features, seconds spent now)."""
-    work.mkdir(parents=True, exist_ok=True)
-    spent = 0.0
-    for start in range(0, n, CHUNK):
-        part = work / f"features-{start:06d}.npy"
-        stop = min(n, start + CHUNK)
-        if part.exists() and len(np.load(part, mmap_mode="r")) == stop - start:
-            continue
-        t = time.perf_counter()
-        feats = fid.features_of(images_of(start, stop), extractor, progress=False)
-        atomic_write(part, lambda tmp: np.save(open(tmp, "wb"), feats))
-        spent += time.perf_counter() - t
-        print(f"{work.name}: {stop}/{n} ({(stop - start) / (time.perf_counter() - t):.2f} img/s)", flush=True)
-    return np.concatenate([np.load(work / f"features-{s:06d}.npy") for s in range(0, n, CHUNK)]), spent
 
 
 def add_seconds(work: Path, seconds: float) -> float:
@@ -78,8 +58,8 @@ def main() -> None:
     images = load_images(ds, cfg, progress=False)
     work = Path(a.work)
     valid_idx = ds.split_indices("valid")
-    valid, _ = chunked_features(work / "valid", len(valid_idx),
-                                lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor)
+    valid, _ = ev.resumable_features(work / "valid", len(valid_idx),
+                                lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor, CHUNK)
     mu_valid, sigma_valid = fid.stats_of(valid)
     for name in filter(None, a.samplers.split(",")):
         sampler = get_sampler(loaded, name=name, data=a.data, device=dev, progress=False)
@@ -90,7 +70,7 @@ def main() -> None:
             with torch.no_grad():
                 return next(ev.decoded_batches(model, iter([z[start:stop]]), dev))
 
-        feats, spent = chunked_features(work / name, a.samples, decoded, extractor)
+        feats, spent = ev.resumable_features(work / name, a.samples, decoded, extractor, CHUNK)
         row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
                "samples": a.samples, "seed": a.seed,
                "fid_train_all": round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2),

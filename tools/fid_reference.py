@@ -13,13 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from facevae.data import cached_images, open_dataset
-from facevae.io import atomic_write
 from facevae.metrics import fid
 from facevae.metrics.reference import reference_protocol
+from facevae.tasks.evaluate import read_subset, resumable_features
 
 CHUNK = 1000
 
@@ -43,25 +42,13 @@ def main() -> None:
         idx = idx[:a.limit]
     images = cached_images(ds, a.size, a.crop, False)
     extractor = fid.InceptionFeatures(device="cpu")
-    work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
-    t0, done = time.time(), 0
-    for c, start in enumerate(range(0, len(idx), CHUNK)):
-        part = work / f"features-{c:04d}.npy"
-        chunk = idx[start:start + CHUNK]
-        if part.exists() and len(np.load(part, mmap_mode="r")) == len(chunk):
-            continue
-        t = time.time()
-        feats = fid.features_of(torch.from_numpy(np.ascontiguousarray(images[chunk])), extractor, progress=False)
-        atomic_write(part, lambda tmp: np.save(open(tmp, "wb"), feats))
-        done += len(chunk)
-        print(f"chunk {c}: {len(chunk)} images in {time.time() - t:.0f} s "
-              f"({len(chunk) / (time.time() - t):.2f} img/s), {start + len(chunk)}/{len(idx)}", flush=True)
-    feats = np.concatenate([np.load(work / f"features-{c:04d}.npy") for c in range((len(idx) + CHUNK - 1) // CHUNK)])
+    t0 = time.time()
+    feats, spent = resumable_features(Path(a.work), len(idx), lambda s, e: read_subset(images, idx[s:e]), extractor,
+                                      CHUNK)
     mu, sigma = fid.stats_of(feats)
     protocol = reference_protocol(ds, idx, a.split, a.size, a.crop, False, extractor.identity)
     fid.save_reference(a.out, mu, sigma, protocol)
-    print(f"wrote {a.out}: {len(feats)} images; {done} featurised now in {time.time() - t0:.0f} s")
+    print(f"wrote {a.out}: {len(feats)} images; featurising in this run {spent:.0f} s, all {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,22 @@ def test_other_data_keeps_the_sample_sized_reference(celeba_root):
     assert opts.fid_reference_images is None
     cropped = cfg.override(["data.crop=160"])
     assert ev._protocol_default(ds, cropped, _extractor(), ev.EvalOptions()).fid_reference_images is None
+
+
+def test_resumable_features_continue_where_a_run_stopped(tmp_path):
+    import torch
+
+    calls = []
+
+    def extractor(batch):  # stands in for Inception: one distinct row per image
+        return batch.reshape(len(batch), -1)[:, :1].double().repeat(1, fid.FEATURE_DIM)
+
+    def images_of(start, stop):
+        calls.append((start, stop))
+        return torch.arange(start, stop, dtype=torch.uint8).reshape(-1, 1, 1, 1).repeat(1, 3, 2, 2)
+
+    first, _ = ev.resumable_features(tmp_path, 7, images_of, extractor, chunk=3)
+    assert calls == [(0, 3), (3, 6), (6, 7)] and first[:, 0].tolist() == list(range(7))
+    (tmp_path / "features-000003.npy").unlink()  # as if killed while that chunk was featurised
+    again, _ = ev.resumable_features(tmp_path, 7, images_of, extractor, chunk=3)
+    assert calls[3:] == [(3, 6)] and np.array_equal(again, first)

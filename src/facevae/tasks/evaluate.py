@@ -39,7 +39,7 @@ from tqdm import tqdm
 from facevae.config import RunConfig
 from facevae.data import FaceDataset, load_images, open_dataset
 from facevae.errors import FacevaeError
-from facevae.io import atomic_write_text, user_cache
+from facevae.io import atomic_write, atomic_write_text, user_cache
 from facevae.metrics import fid
 from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatches, reference_protocol
 from facevae.metrics.stderr import identity_clusters
@@ -106,6 +106,32 @@ def noise_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- FID
+
+def resumable_features(work: Path, n: int, images_of: Callable[[int, int], torch.Tensor],
+                       extractor: fid.InceptionFeatures, chunk: int = 500) -> tuple[np.ndarray, float]:
+    """Features of images_of(start, stop) over [0, n), saved per chunk under `work` so a killed run continues.
+
+    Returns (features N x 2048, seconds spent featurising in this call). For the CPU jobs
+    that take an hour (reference statistics, FID-10k); evaluate itself keeps features in memory.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    spent = 0.0
+    for start in range(0, n, chunk):
+        part, stop = work / f"features-{start:06d}.npy", min(n, start + chunk)
+        if part.exists() and len(np.load(part, mmap_mode="r")) == stop - start:
+            continue
+        t = time.perf_counter()
+        feats = fid.features_of(images_of(start, stop), extractor, progress=False)
+        atomic_write(part, lambda tmp: _save_npy(tmp, feats))
+        spent += time.perf_counter() - t
+        print(f"{work.name}: {stop}/{n} ({(stop - start) / (time.perf_counter() - t):.2f} img/s)", flush=True)
+    return np.concatenate([np.load(work / f"features-{s:06d}.npy") for s in range(0, n, chunk)]), spent
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a handle, because np.save appends .npy to a temp name without it
+        np.save(f, array)
+
 
 def features_stream(batches: Iterator[torch.Tensor], extractor: fid.InceptionFeatures, total: int, desc: str,
                     progress: bool, keep: int = 0) -> tuple[np.ndarray, torch.Tensor]:
