@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,11 +36,12 @@ from facevae.data import load_images, open_dataset
 from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
+from facevae.models import build_model
 from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import load_model
 from facevae.training.run import resolve_device, train
 
-from throughput import device_name, sync  # noqa: E402  (benchmarks/ is the script's folder)
+from throughput import device_name, facevae_steps, facevae_trainer, sync, timed  # noqa: E402  (benchmarks/ is the script's folder)
 
 RECIPES = Path(__file__).with_name("recipes.yaml")
 
@@ -54,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     t.add_argument("--set", dest="sets", action="append", default=[], help="extra override after the recipe's")
     t.add_argument("--samplers", default="gmm,two_stage", help="fitted samplers, timed with training")
     t.add_argument("--device", default="auto")
+    t.add_argument("--minutes", type=float, default=0,
+                   help="fixed training budget: the steps that fit in it at the rate a short probe measures")
     e = sub.add_parser("eval")
     e.add_argument("--run", required=True)
     e.add_argument("--data", required=True)
@@ -84,10 +88,32 @@ def machine(dev: torch.device) -> str:
     return f"{device_name(dev)} CPU, {torch.get_num_threads()} threads"
 
 
+def probe_images_per_s(cfg: RunConfig, data: str, dev: torch.device, warmup: int = 5, steps: int = 20) -> float:
+    """The recipe's training rate here and now (other jobs on the machine included)."""
+    ds = open_dataset(data, cfg.data.val_fraction)
+    images = load_images(ds, cfg, progress=False)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).to(dev)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = facevae_trainer(cfg, model, images, ds.split_indices("train"), dev, Path(tmp), False)
+        return timed(facevae_steps(trainer), dev, warmup, steps, cfg.train.batch_size)["images_per_s"]
+
+
+def budget_steps(cfg: RunConfig, data: str, dev: torch.device, minutes: float) -> tuple[RunConfig, dict]:
+    """Fix the run's length to what `minutes` of training allow, so the LR schedule ends with the budget."""
+    rate = probe_images_per_s(cfg, data, dev)
+    steps = max(1, int(minutes * 60 * rate / cfg.train.batch_size))
+    return cfg.override(["train.epochs=0", f"train.max_steps={steps}"]), {"budget_minutes": minutes,
+                                                                           "probe_images_per_s": rate}
+
+
 def stage_train(args) -> None:
     cfg, recipe = recipe_config(args.recipe, args.sets)
     dev = resolve_device(args.device)
     out = Path(args.out)
+    budget = {}
+    if args.minutes > 0:
+        cfg, budget = budget_steps(cfg, args.data, dev, args.minutes)
     start = time.perf_counter()
     result = train(args.data, out, cfg, device=args.device, progress=False)
     sync(dev)
@@ -103,7 +129,7 @@ def stage_train(args) -> None:
     timing = {"recipe": args.recipe, "note": recipe.get("note", ""), "overrides": [*recipe.get("set", []), *args.sets],
               "train_seconds": round(trained, 1), "sampler_fit_seconds": fits,
               "budget_seconds": round(time.perf_counter() - start, 1), "steps": result.step,
-              "images_per_s": round(result.images_per_s, 1), "machine": machine(dev), "torch": torch.__version__,
+              "images_per_s": round(result.images_per_s, 1), **budget, "machine": machine(dev), "torch": torch.__version__,
               "parameters": sum(p.numel() for p in model.parameters())}
     (out / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
     print(json.dumps(timing))

@@ -102,8 +102,19 @@ def test_decompression_bomb_is_refused(tmp_path, faces, command):
     images = ["--images", faces["bomb"]] + ([faces["a"]] if command == "interpolate" else [])
     out = tmp_path / "x.png"
     assert_user_error(facevae(command, *images, "--out", out), "bomb.png is too large to decode",
-                      "at most 40 megapixels")
+                      "(196 megapixels; at most 40 megapixels)")
     assert not out.exists()
+
+
+def test_bomb_message_gives_the_size_not_pils_limit(tmp_path):
+    from facevae.data.cache import load_image
+    from facevae.errors import FacevaeError
+
+    for side, size in ((14000, "196 megapixels"), (7000, "49 megapixels")):  # PIL refuses the first itself
+        with pytest.raises(FacevaeError, match="too large to decode") as err:
+            load_image(bomb_png(tmp_path / f"b{side}.png", side), 64, 148)
+        assert f"({size}; at most 40 megapixels)" in str(err.value)
+        assert "178956970" not in str(err.value)
 
 
 def test_interpolate_with_one_image_says_two_are_needed(tmp_path, faces):

@@ -1,9 +1,11 @@
 """Screenshot the web explorer serving a model (README picture).
 
     python tools/web_screenshot.py --out docs/images/web.png [--ckpt RUN]
+    python tools/web_screenshot.py --out docs/images/web_mobile.png --viewport 390x844 --full-page
 
 Starts `facevae serve` on a free port, waits for the page in headless Debian
-chromium, moves the Smiling slider, and saves a full-page screenshot.
+chromium, moves an attribute slider, and saves a screenshot of the viewport (the
+layout check: the edited face must stay in view) or of the whole page.
 """
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ckpt", default=None)
-    ap.add_argument("--smiling", type=float, default=2.0)
+    ap.add_argument("--attribute", default="Smiling", help="the slider moved (a lower one shows the sticky face)")
+    ap.add_argument("--strength", type=float, default=2.0)
+    ap.add_argument("--viewport", default="1280x900", help="WIDTHxHEIGHT in CSS pixels")
+    ap.add_argument("--full-page", action="store_true", help="the whole page, not only the viewport")
     args = ap.parse_args()
     port = free_port()
     cmd = [sys.executable, "-m", "facevae", "serve", "--port", str(port)] + (["--ckpt", args.ckpt] if args.ckpt else [])
@@ -52,16 +57,18 @@ def main() -> None:
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            width, height = map(int, args.viewport.lower().split("x"))
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(url)
             page.wait_for_selector("#faces img")
             page.wait_for_selector("#edited img")
-            box = page.locator("#slider-Smiling input[type=number]")
+            box = page.locator(f"#slider-{args.attribute} input[type=number]")
             if box.count():
-                box.fill(str(args.smiling))
+                box.scroll_into_view_if_needed()
+                box.fill(str(args.strength))
                 box.press("Enter")
                 time.sleep(2)
-            page.screenshot(path=str(args.out), full_page=True)
+            page.screenshot(path=str(args.out), full_page=args.full_page)
             browser.close()
         print(f"wrote {args.out}")
     finally:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -59,12 +60,15 @@ def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndar
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
-                raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
+                raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels)")
             return preprocess_image(img, size, crop, draft)
     except FileNotFoundError:
         raise FacevaeError(f"image {path} does not exist: check the path") from None
     except Image.DecompressionBombError as e:
-        raise FacevaeError(f"image {path} is too large to decode ({str(e).split(',')[0]}; at most "
+        # PIL refuses the largest ones itself, in Image.open, naming its own limit: keep only the size
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        dims = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"
+        raise FacevaeError(f"image {path} is too large to decode ({dims}; at most "
                            f"{MAX_IMAGE_PIXELS // 10**6} megapixels): shrink it or pick another") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise FacevaeError(
