@@ -333,6 +333,8 @@ def test_samplers_always_offer_the_prior(tmp_path):
     assert "prior" in samplers
     assert set(samplers) <= set(SAMPLER_NAMES) and "two_stage" in SAMPLER_NAMES
     assert bool(note) == (set(samplers) != set(SAMPLER_NAMES))
+    missing = [n for n in SAMPLER_NAMES if n not in samplers]
+    assert note.startswith(f"Not fitted to this model's training latents yet: {', '.join(missing)}.")
 
 
 def test_serve_defaults_to_localhost():

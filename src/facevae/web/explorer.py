@@ -156,8 +156,8 @@ def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple
             out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device)
         except FacevaeError:
             missing.append(name)
-    note = "" if not missing else (f"{' and '.join(missing)} need a sampler fitted to the training latents: "
-                                   "restart with --data CELEBA_DIR to fit them once.")
+    note = "" if not missing else (f"Not fitted to this model's training latents yet: {', '.join(missing)}. "
+                                   "Restart with --data CELEBA_DIR to fit them once.")
     return out, note
 
 
