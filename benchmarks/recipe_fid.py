@@ -71,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     e.add_argument("--note", default="", help="free text for the row (e.g. how the data travelled)")
     tb = sub.add_parser("table")
     tb.add_argument("--results", required=True)
+    st = sub.add_parser("search-table", help="fixed-budget rows: each run's timing.json beside its protocol_fid.py rows")
+    st.add_argument("--runs", required=True, help="folder of run folders, one per recipe")
+    st.add_argument("--results", required=True, help="JSONL of benchmarks/protocol_fid.py, --label = recipe")
     return p.parse_args()
 
 
@@ -88,7 +91,7 @@ def machine(dev: torch.device) -> str:
     return f"{device_name(dev)} CPU, {torch.get_num_threads()} threads"
 
 
-def probe_images_per_s(cfg: RunConfig, data: str, dev: torch.device, warmup: int = 5, steps: int = 20) -> float:
+def probe_images_per_s(cfg: RunConfig, data: str, dev: torch.device, warmup: int = 10, steps: int = 60) -> float:
     """The recipe's training rate here and now (other jobs on the machine included)."""
     ds = open_dataset(data, cfg.data.val_fraction)
     images = load_images(ds, cfg, progress=False)
@@ -191,9 +194,30 @@ def stage_table(args) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def stage_search_table(args) -> None:
+    fids: dict[str, dict] = {}
+    for r in map(json.loads, Path(args.results).read_text().splitlines()):
+        fids.setdefault(r["model"], {})[r["sampler"]] = r
+    samplers = sorted({s for rows in fids.values() for s in rows}, key=lambda s: (s != "prior", s))
+    counts = {r["samples"] for rows in fids.values() for r in rows.values()}
+    head = ["recipe", "overrides", *[f"FID-{'/'.join(map(str, sorted(counts)))} {s}: train / valid" for s in samplers],
+            "steps", "images (k)", "train s", "images/s", "params (M)"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, rows in fids.items():
+        t = json.loads((Path(args.runs) / name / "timing.json").read_text())
+        batch = RunConfig.load(Path(args.runs) / name / "config.yaml").train.batch_size
+        cells = [name, " ".join(t["overrides"]) or "-"]
+        cells += [f"{rows[s]['fid_train_all']} / {rows[s]['fid_valid_780']}" if s in rows else "" for s in samplers]
+        cells += [str(t["steps"]), f"{t['steps'] * batch / 1e3:.0f}", str(t["train_seconds"]), str(t["images_per_s"]),
+                  f"{t['parameters'] / 1e6:.1f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     args = parse_args()
-    {"train": stage_train, "eval": stage_eval, "table": stage_table}[args.stage](args)
+    {"train": stage_train, "eval": stage_eval, "table": stage_table,
+     "search-table": stage_search_table}[args.stage](args)
 
 
 if __name__ == "__main__":
