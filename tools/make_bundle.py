@@ -2,9 +2,10 @@
 
     python tools/make_bundle.py --run runs/bundle --data ../shared/celeba_mini
 
-Writes celeba64.safetensors (fp16 weights + config), the fitted gaussian and
-GMM-10 samplers and the 40 attribute vectors beside it, so `facevae sample`,
-`edit` and `serve` work with no data after install.
+Writes celeba64.safetensors (fp16 weights + config), the fitted gaussian, GMM-10,
+two-stage and diffusion samplers (the two neural ones with fp16 weight matrices) and
+the 40 attribute vectors beside it, so `facevae sample`, `edit` and `serve` work
+with no data after install.
 """
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from pathlib import Path
 import torch
 
 from facevae.training.checkpoint import bundled_weights, load_model, save_weights
+
+
+SAMPLERS = ("gaussian", "gmm", "two_stage", "diffusion")
+HALF = {"two_stage", "diffusion"}  # network weights in fp16 halve their files; the bundle is scored as shipped
 
 
 def main() -> None:
@@ -40,14 +45,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
         from facevae.tasks.edit import attribute_bank, cache_paths
-        from facevae.tasks.store import get_sampler, store_dirs
+        from facevae.tasks.sampler_files import save_sampler
+        from facevae.tasks.store import get_sampler, sampler_file
 
-        for name in ("gaussian", "gmm", "two_stage"):
-            get_sampler(bundle, name=name, components=args.components, data=args.data)
-        written = store_dirs(bundle)[-1]
-        for f in written.glob("*.safetensors"):
-            shutil.copy2(f, target.parent / f.name)
-            print(f"sampler: {target.parent / f.name}")
+        for name in SAMPLERS:
+            sampler = get_sampler(bundle, name=name, components=args.components, data=args.data)
+            shipped = target.parent / sampler_file(name, args.components, bundle)
+            save_sampler(sampler, shipped, dtype=torch.float16 if name in HALF else None)
+            print(f"sampler: {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
         attribute_bank(bundle, data=args.data)
         reads, write = cache_paths(bundle)
         shutil.copy2(write, reads[0])

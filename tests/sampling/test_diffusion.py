@@ -109,6 +109,19 @@ def test_saved_sampler_loads_and_samples_identically(fitted: DiffusionSampler, t
     assert torch.equal(loaded.sample(256, gen(6)), fitted.sample(256, gen(6)))
 
 
+def test_a_half_precision_file_is_half_the_size_and_samples_alike(fitted: DiffusionSampler, tmp_path) -> None:
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_sampler(fitted, full)
+    save_sampler(fitted, half, dtype=torch.float16)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_sampler(half)
+    assert all(v.dtype != torch.float16 for v in loaded.state_dict().values())
+    assert float(loaded.clip) == float(fitted.clip)  # vectors and scalars are stored exactly
+    a, b = loaded.sample(256, gen(6)), fitted.sample(256, gen(6))
+    assert a.dtype == b.dtype and not torch.equal(a, b)
+    assert (a - b).abs().max() < 0.05 * b.abs().max()
+
+
 def test_weights_that_do_not_fit_the_options_are_rejected(fitted: DiffusionSampler) -> None:
     with pytest.raises(FacevaeError, match="do not fit hidden=32"):
         DiffusionSampler.from_state_dict(fitted.state_dict(), **{**fitted.options(), "hidden": 32})

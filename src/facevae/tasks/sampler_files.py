@@ -16,9 +16,19 @@ from facevae.sampling.registry import sampler_class
 FORMAT = "facevae.sampler/1"
 
 
-def save_sampler(sampler: Sampler, path: str | Path) -> None:
-    """Write atomically, so an interrupted save never leaves a half-written sampler."""
-    state = {k: v.detach().cpu().contiguous() for k, v in sampler.state_dict().items()}
+def _widened(t: torch.Tensor) -> torch.Tensor:
+    """Samplers compute in float32 or float64: a half-precision file is read back as float32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def save_sampler(sampler: Sampler, path: str | Path, dtype: torch.dtype | None = None) -> None:
+    """Write atomically, so an interrupted save never leaves a half-written sampler.
+
+    dtype (e.g. torch.float16): store the floating matrices (2-D and up: a neural sampler's
+    weights) in it, half the bytes for a shipped file; vectors such as the standardisation
+    and scalars such as the clip range stay exact. Loading casts them back to float32.
+    """
+    state = {k: _stored(v.detach().cpu(), dtype).contiguous() for k, v in sampler.state_dict().items()}
     metadata = {"format": FORMAT, "sampler": sampler.name, "options": json.dumps(sampler.options())}
     atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
@@ -39,10 +49,14 @@ def load_sampler(path: str | Path, device: torch.device | str = "cpu") -> Sample
     return sampler.to(device)
 
 
+def _stored(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return t.to(dtype) if dtype is not None and t.is_floating_point() and t.dim() >= 2 else t
+
+
 def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+            return f.metadata() or {}, {k: _widened(f.get_tensor(k)) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise FacevaeError(f"cannot read sampler file {path} ({reason}); delete it and fit the sampler again") from None
