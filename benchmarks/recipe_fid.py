@@ -201,7 +201,7 @@ def stage_search_table(args) -> None:
     samplers = sorted({s for rows in fids.values() for s in rows}, key=lambda s: (s != "prior", s))
     counts = {r["samples"] for rows in fids.values() for r in rows.values()}
     head = ["recipe", "overrides", *[f"FID-{'/'.join(map(str, sorted(counts)))} {s}: train / valid" for s in samplers],
-            "steps", "images (k)", "train s", "images/s", "params (M)"]
+            "steps", "images (k)", "train s", "images/s of train s", "params (M)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, rows in fids.items():
@@ -209,7 +209,8 @@ def stage_search_table(args) -> None:
         batch = RunConfig.load(Path(args.runs) / name / "config.yaml").train.batch_size
         cells = [name, " ".join(t["overrides"]) or "-"]
         cells += [f"{rows[s]['fid_train_all']} / {rows[s]['fid_valid_780']}" if s in rows else "" for s in samplers]
-        cells += [str(t["steps"]), f"{t['steps'] * batch / 1e3:.0f}", str(t["train_seconds"]), str(t["images_per_s"]),
+        images = t["steps"] * batch
+        cells += [str(t["steps"]), f"{images / 1e3:.0f}", str(t["train_seconds"]), f"{images / t['train_seconds']:.0f}",
                   f"{t['parameters'] / 1e6:.1f}"]
         print("| " + " | ".join(cells) + " |")
 
