@@ -8,7 +8,9 @@ train: the recipe (benchmarks/recipes.yaml: a shipped config plus overrides, and
        --set) trained from scratch; then the fitted samplers (GMM, two-stage VAE...)
        are fitted on all training latents and stored beside the run. The wall time of
        all of it, data loading included, is the protocol's training budget
-       (10 minutes on one H100) and goes to timing.json.
+       (10 minutes on one H100) and goes to timing.json. --minutes M instead fixes the
+       training budget: a short probe measures the recipe's rate here and sets
+       train.max_steps to what M minutes allow (the CPU search of docs/results.md).
 eval:  per sampler, --samples faces (seeded) through NVIDIA's Inception once, then
        their FID against three references: all train images (the protocol), all
        valid images, and a random train subset as large as the valid split. The
@@ -17,6 +19,7 @@ eval:  per sampler, --samples faces (seeded) through NVIDIA's Inception once, th
        Reconstructions of the valid images are scored against those images. One JSON
        row is appended to --results.
 table: the rows as the markdown table of docs/results.md.
+search-table: the fixed-budget rows (run folders beside benchmarks/protocol_fid.py rows).
 """
 from __future__ import annotations
 
