@@ -56,20 +56,24 @@ def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False
 MAX_IMAGE_PIXELS = 40_000_000  # no face photo needs more; a small file can decode to gigabytes
 
 
+def _too_large(path: Path, pixels: int | None) -> FacevaeError:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "too many pixels"
+    return FacevaeError(f"image {path} is too large to decode ({size}; at most "
+                        f"{MAX_IMAGE_PIXELS // 10**6} megapixels): shrink it or pick another")
+
+
 def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
-                raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels)")
+                raise _too_large(path, img.width * img.height)
             return preprocess_image(img, size, crop, draft)
     except FileNotFoundError:
         raise FacevaeError(f"image {path} does not exist: check the path") from None
     except Image.DecompressionBombError as e:
         # PIL refuses the largest ones itself, in Image.open, naming its own limit: keep only the size
-        pixels = re.search(r"\((\d+) pixels\)", str(e))
-        dims = f"{int(pixels[1]) / 1e6:.0f} megapixels" if pixels else "too many pixels"
-        raise FacevaeError(f"image {path} is too large to decode ({dims}; at most "
-                           f"{MAX_IMAGE_PIXELS // 10**6} megapixels): shrink it or pick another") from None
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(path, int(found[1]) if found else None) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise FacevaeError(
             f"cannot read image {path} ({e.__class__.__name__}): it is corrupt or not an image; "
