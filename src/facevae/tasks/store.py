@@ -52,12 +52,24 @@ def get_sampler(ckpt: Checkpoint, *, name: str = "prior", components: int = 10, 
 
 def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: str | Path,
                 device: torch.device | str, progress: bool = True) -> Sampler:
+    return fit_on_latents(name, components, train_latents(model, cfg, data, device, progress), device, progress)
+
+
+def train_latents(model: VAE, cfg: RunConfig, data: str | Path, device: torch.device | str,
+                  progress: bool = True) -> torch.Tensor:
+    """Posterior means of the training split: what every latent sampler is fitted on."""
     from facevae.tasks.encode import encode_images, load_split
 
     _, _, images = load_split(data, "train", cfg, progress=progress)
     with phase(f"encoding {len(images):,} training images", progress):
         means, _ = encode_images(model, images, device)
-    sampler = build_sampler(name, cfg.model.latent_dim, **fit_options(name, components))
+    return means
+
+
+def fit_on_latents(name: str, components: int, means: torch.Tensor, device: torch.device | str,
+                   progress: bool = True) -> Sampler:
+    """Fit `name` on given posterior means, so several samplers can share one encoding pass."""
+    sampler = build_sampler(name, means.shape[1], **fit_options(name, components))
     with phase(fit_line(sampler, len(means)), progress):
         return sampler.fit(means.to(device))
 
