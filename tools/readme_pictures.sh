@@ -9,7 +9,8 @@ run=${2:-}
 out=docs/images
 fv() { facevae "$@"; }
 # two valid-split faces for the interpolation ends; the partition file has CRLF endings
-read -r a b < <(tr -d '\r' < "$data/list_eval_partition.txt" | awk '$2==1{print $1}' | sed -n '1p;10p' | tr '\n' ' ')
+valid=$(tr -d '\r' < "$data/list_eval_partition.txt" | awk '$2==1{print $1}')
+a=$(sed -n 1p <<< "$valid"); b=$(sed -n 10p <<< "$valid")
 
 fv sample --n 64 --seed 0 --out $out/samples_prior.png
 fv sample --n 64 --seed 0 --sampler gmm --out $out/samples_gmm.png
@@ -25,7 +26,7 @@ tmp=$(mktemp -d)
 fv latents --data "$data" --attribute Male --out "$tmp" --no-progress
 cp "$tmp"/latents_histograms.png "$tmp"/latents_kl.png "$tmp"/latents_pca.png $out/
 rm -rf "$tmp"
-if [ -n "$run" ]; then fv progress --run "$run" --out $out/progress.gif --width 530 --fps 8; fi
+if [ -n "$run" ]; then fv progress --run "$run" --out $out/progress.gif --width 530 --frames 20 --fps 4; fi
 python tools/web_screenshot.py --out $out/web.png
 python tools/web_screenshot.py --out $out/web_sticky.png --attribute Young
 python tools/web_screenshot.py --out $out/web_mobile.png --viewport 390x844

@@ -145,6 +145,8 @@ def test_progress_gif_has_one_frame_per_epoch(setup, tmp_path):
               if json.loads(ln).get("kind") == "epoch"]
     assert f"({logged[0]} to {logged[-1]}," in said.output  # the epochs' numbers are train's
     assert size[0] == _image(run / "recon" / "epoch_0000.png").shape[1]
+    said = _invoke("progress", "--run", run, "--out", out, "--frames", 1)
+    assert _gif(out)[0] == 1 and f"wrote 1 epoch ({logged[-1]} to {logged[-1]}," in said.output
 
 
 def test_compare_trains_both_models_and_draws_them(setup, tmp_path):

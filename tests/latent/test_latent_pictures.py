@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from facevae.errors import FacevaeError
-from facevae.viz.gif import caption, epoch_grids, pingpong, progress_gif, save_gif
+from facevae.viz.gif import caption, epoch_grids, evenly_spaced, pingpong, progress_gif, save_gif
 from facevae.viz.grid import save_image
 from facevae.viz.latent_plots import labelled_grid, strength_label
 
@@ -69,6 +69,25 @@ def test_progress_gif_orders_epochs_numerically(tmp_path):
         assert im.n_frames == 3 and im.size[0] == 80 and im.size[1] > 40
         bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
     assert bottoms == [0, 100, 200]
+
+
+def test_evenly_spaced_keeps_both_ends_and_at_most_the_count():
+    items = list(range(118))
+    picked = evenly_spaced(items, 20)
+    assert len(picked) == 20 and picked[0] == 0 and picked[-1] == 117
+    assert picked == sorted(set(picked)) and max(b - a for a, b in zip(picked, picked[1:])) <= 7
+    assert evenly_spaced(items[:5], 20) == items[:5] and evenly_spaced(items, None) == items
+    assert evenly_spaced(items, 1) == [117] and evenly_spaced(items, 2) == [0, 117]
+
+
+def test_progress_gif_frames_picks_spread_epochs(tmp_path):
+    run = tmp_path / "run"
+    for epoch in range(7):
+        save_image(_frame(epoch * 30, h=40, w=80), run / "recon" / f"epoch_{epoch:04d}.png")
+    path = progress_gif(run, tmp_path / "p.gif", fps=4, frames=3)
+    with Image.open(path) as im:
+        bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
+    assert bottoms == [0, 90, 180]  # epochs 0, 3 and 6
 
 
 def test_progress_gif_without_grids_is_a_clear_error(tmp_path):

@@ -157,16 +157,19 @@ def progress(
     out: Path = typer.Option(Path("progress.gif"), "--out", help="GIF to write."),
     fps: float = typer.Option(2.0, "--fps", min=0.1, max=50.0, help="Frames (epochs) per second."),
     width: Optional[int] = typer.Option(None, "--width", min=64, max=4096, help="Resize frames to this width."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="At most this many epochs, evenly spaced, "
+                                         "first and last included (default: every epoch)."),
 ) -> None:
     """An animated GIF of a run's per-epoch reconstruction grids, each captioned with its epoch."""
-    from facevae.viz.gif import epoch_grids, progress_gif
+    from facevae.viz.gif import epoch_grids, evenly_spaced, progress_gif
 
     if out.suffix.lower() != ".gif" or out.is_dir():
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
     check_writable(out)
-    progress_gif(run, out, fps=fps, width=width)
-    epochs = [e for e, _ in epoch_grids(run)]
-    typer.echo(f"wrote {len(epochs)} epochs ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
+    progress_gif(run, out, fps=fps, width=width, frames=frames)
+    epochs = [e for e, _ in evenly_spaced(epoch_grids(run), frames)]
+    plural = "s" if len(epochs) != 1 else ""
+    typer.echo(f"wrote {len(epochs)} epoch{plural} ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
 
 
 COMPARE_HELP = (

@@ -85,20 +85,32 @@ def epoch_grids(run_dir: str | Path) -> list[tuple[int, Path]]:
     return found
 
 
-def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None) -> Path:
-    """A GIF of the run's reconstruction grids, one frame per epoch, captioned with the epoch number."""
-    grids = epoch_grids(run_dir)
-    frames = []
+def evenly_spaced(items: list, most: int | None) -> list:
+    """At most `most` of `items`, evenly spread, the first and the last always kept."""
+    if most is None or len(items) <= most:
+        return items
+    if most == 1:
+        return items[-1:]
+    picks = sorted({round(i * (len(items) - 1) / (most - 1)) for i in range(most)})
+    return [items[i] for i in picks]
+
+
+def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None,
+                 frames: int | None = None) -> Path:
+    """A GIF of the run's reconstruction grids, one frame per epoch (or `frames` evenly spaced
+    epochs: a 100-epoch run makes a GIF of megabytes), captioned with the epoch number."""
+    grids = evenly_spaced(epoch_grids(run_dir), frames)
+    images = []
     for epoch, path in grids:
         try:
             with Image.open(path) as img:
                 arr = np.asarray(img.convert("RGB"))
         except OSError:
             raise FacevaeError(f"cannot read {path}: it is damaged; delete it and run again") from None
-        frames.append(arr)
-    width = width or frames[0].shape[1]
-    frames = [resize(f, width) for f in frames]
-    height = min(f.shape[0] for f in frames)
+        images.append(arr)
+    width = width or images[0].shape[1]
+    images = [resize(f, width) for f in images]
+    height = min(f.shape[0] for f in images)
     # numbered as train numbers them (metrics.jsonl, recon/epoch_NNNN.png), so a frame can be looked up
-    frames = [caption(f[:height], f"epoch {epoch}") for (epoch, _), f in zip(grids, frames)]
-    return save_gif(frames, out, fps=fps, hold={-1: 3})
+    images = [caption(f[:height], f"epoch {epoch}") for (epoch, _), f in zip(grids, images)]
+    return save_gif(images, out, fps=fps, hold={-1: 3})
