@@ -7,26 +7,25 @@ set -euo pipefail
 data=${1:?usage: tools/readme_pictures.sh DATA [RUN]}
 run=${2:-}
 out=docs/images
-fv() { facevae "$@"; }
 # two valid-split faces for the interpolation ends; the partition file has CRLF endings
 valid=$(tr -d '\r' < "$data/list_eval_partition.txt" | awk '$2==1{print $1}')
 a=$(sed -n 1p <<< "$valid"); b=$(sed -n 10p <<< "$valid")
 
-fv sample --n 64 --seed 0 --out $out/samples_prior.png
-fv sample --n 64 --seed 0 --sampler gmm --out $out/samples_gmm.png
-fv sample --n 64 --seed 0 --sampler diffusion --out $out/samples_diffusion.png
-fv edit --data "$data" --split valid --n 6 --attribute Smiling --strengths -3,-1.5,0,1.5,3 --out $out/edit_smiling.png
-fv edit --data "$data" --split valid --n 6 --attribute Eyeglasses --strengths -3,-1.5,0,1.5,3 --out $out/edit_eyeglasses.png
-fv edit --data "$data" --split valid --n 6 --attribute Smiling=1 --attribute Male=-1 --strengths 0,1,2,3 \
+facevae sample --n 64 --seed 0 --out $out/samples_prior.png
+facevae sample --n 64 --seed 0 --sampler gmm --out $out/samples_gmm.png
+facevae sample --n 64 --seed 0 --sampler diffusion --out $out/samples_diffusion.png
+facevae edit --data "$data" --split valid --n 6 --attribute Smiling --strengths -3,-1.5,0,1.5,3 --out $out/edit_smiling.png
+facevae edit --data "$data" --split valid --n 6 --attribute Eyeglasses --strengths -3,-1.5,0,1.5,3 --out $out/edit_eyeglasses.png
+facevae edit --data "$data" --split valid --n 6 --attribute Smiling=1 --attribute Male=-1 --strengths 0,1,2,3 \
   --out $out/edit_combined.png
-fv interpolate --images "$data/img_align_celeba/$a" "$data/img_align_celeba/$b" --mode slerp --steps 10 --scale 2 \
+facevae interpolate --images "$data/img_align_celeba/$a" "$data/img_align_celeba/$b" --mode slerp --steps 10 --scale 2 \
   --out $out/interpolate.png --gif $out/interpolate.gif
-fv interpolate --seed 3 --pairs 4 --steps 10 --out $out/interpolate_prior.png
+facevae interpolate --seed 3 --pairs 4 --steps 10 --out $out/interpolate_prior.png
 tmp=$(mktemp -d)
-fv latents --data "$data" --attribute Male --out "$tmp" --no-progress
+facevae latents --data "$data" --attribute Male --out "$tmp" --no-progress
 cp "$tmp"/latents_histograms.png "$tmp"/latents_kl.png "$tmp"/latents_pca.png $out/
 rm -rf "$tmp"
-if [ -n "$run" ]; then fv progress --run "$run" --out $out/progress.gif --width 530 --frames 20 --fps 4; fi
+if [ -n "$run" ]; then facevae progress --run "$run" --out $out/progress.gif --width 530 --frames 20 --fps 4; fi
 python tools/web_screenshot.py --out $out/web.png
 python tools/web_screenshot.py --out $out/web_sticky.png --attribute Young
 python tools/web_screenshot.py --out $out/web_mobile.png --viewport 390x844

@@ -64,7 +64,8 @@ def test_progress_gif_orders_epochs_numerically(tmp_path):
     for epoch, value in ((10, 200), (2, 100), (0, 0)):
         save_image(_frame(value, h=40, w=80), run / "recon" / f"epoch_{epoch:04d}.png")
     assert [e for e, _ in epoch_grids(run)] == [0, 2, 10]
-    path = progress_gif(run, tmp_path / "p.gif", fps=4)
+    path = tmp_path / "p.gif"
+    assert progress_gif(run, path, fps=4) == [0, 2, 10]
     with Image.open(path) as im:
         assert im.n_frames == 3 and im.size[0] == 80 and im.size[1] > 40
         bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
@@ -84,7 +85,8 @@ def test_progress_gif_frames_picks_spread_epochs(tmp_path):
     run = tmp_path / "run"
     for epoch in range(7):
         save_image(_frame(epoch * 30, h=40, w=80), run / "recon" / f"epoch_{epoch:04d}.png")
-    path = progress_gif(run, tmp_path / "p.gif", fps=4, frames=3)
+    path = tmp_path / "p.gif"
+    assert progress_gif(run, path, fps=4, frames=3) == [0, 3, 6]
     with Image.open(path) as im:
         bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
     assert bottoms == [0, 90, 180]  # epochs 0, 3 and 6

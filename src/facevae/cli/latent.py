@@ -161,13 +161,12 @@ def progress(
                                          "first and last included (default: every epoch)."),
 ) -> None:
     """An animated GIF of a run's per-epoch reconstruction grids, each captioned with its epoch."""
-    from facevae.viz.gif import epoch_grids, evenly_spaced, progress_gif
+    from facevae.viz.gif import progress_gif
 
     if out.suffix.lower() != ".gif" or out.is_dir():
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
     check_writable(out)
-    progress_gif(run, out, fps=fps, width=width, frames=frames)
-    epochs = [e for e, _ in evenly_spaced(epoch_grids(run), frames)]
+    epochs = progress_gif(run, out, fps=fps, width=width, frames=frames)
     plural = "s" if len(epochs) != 1 else ""
     typer.echo(f"wrote {len(epochs)} epoch{plural} ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
 

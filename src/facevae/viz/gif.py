@@ -96,9 +96,10 @@ def evenly_spaced(items: list, most: int | None) -> list:
 
 
 def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None,
-                 frames: int | None = None) -> Path:
+                 frames: int | None = None) -> list[int]:
     """A GIF of the run's reconstruction grids, one frame per epoch (or `frames` evenly spaced
-    epochs: a 100-epoch run makes a GIF of megabytes), captioned with the epoch number."""
+    epochs: a 100-epoch run makes a GIF of megabytes), captioned with the epoch number.
+    Returns the epochs drawn, in order."""
     grids = evenly_spaced(epoch_grids(run_dir), frames)
     images = []
     for epoch, path in grids:
@@ -113,4 +114,5 @@ def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: 
     height = min(f.shape[0] for f in images)
     # numbered as train numbers them (metrics.jsonl, recon/epoch_NNNN.png), so a frame can be looked up
     images = [caption(f[:height], f"epoch {epoch}") for (epoch, _), f in zip(grids, images)]
-    return save_gif(images, out, fps=fps, hold={-1: 3})
+    save_gif(images, out, fps=fps, hold={-1: 3})
+    return [epoch for epoch, _ in grids]
