@@ -6,7 +6,9 @@
 The protocol (docs/results.md): N samples per sampler (one seeded CPU generator), decoded
 and rounded to 8 bits as a PNG would be, against the committed Inception statistics of all
 24,012 mini-CelebA train images (crop 148, 64x64; pretrained/fid), and against the 780
-valid images as a memorisation check. Features are saved per chunk of 500 images under
+valid images as a memorisation check. The name `reconstructions` in --samplers scores the
+model's reconstructions (posterior means decoded) of N seeded train images instead: no latent
+sampler decoded by the same network can be expected to beat it by much. Features are saved per chunk of 500 images under
 --work, so a killed run continues where it stopped when given the same command; the wall
 time reported is the sum over the chunks actually computed.
 """
@@ -21,11 +23,13 @@ import torch
 
 from facevae.data import load_images, open_dataset
 from facevae.metrics import fid
+from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
 from facevae.tasks.store import get_sampler
 from facevae.training.checkpoint import load_model
 
 CHUNK = 500
+RECONSTRUCTIONS = "reconstructions"
 REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
 
 
@@ -35,6 +39,18 @@ def add_seconds(work: Path, seconds: float) -> float:
     total = (json.loads(f.read_text())["seconds"] if f.exists() else 0.0) + seconds
     f.write_text(json.dumps({"seconds": total}))
     return total
+
+
+def samples_of(model, sampler, n: int, seed: int, dev: torch.device):
+    """images(start, stop) of the sampler's n seeded samples, decoded."""
+    with torch.no_grad():
+        z = torch.cat(list(ev.sample_latents(sampler, n, seed, CHUNK)))
+    return lambda start, stop: next(ev.decoded_batches(model, iter([z[start:stop]]), dev))
+
+
+def reconstructions_of(model, images, indices, dev: torch.device):
+    """images(start, stop) of the reconstructions of images[indices]."""
+    return lambda start, stop: reconstruct_uint8(model, ev.read_subset(images, indices[start:stop]), dev)
 
 
 def main() -> None:
@@ -62,14 +78,11 @@ def main() -> None:
                                 lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor, CHUNK)
     mu_valid, sigma_valid = fid.stats_of(valid)
     for name in filter(None, a.samplers.split(",")):
-        sampler = get_sampler(loaded, name=name, data=a.data, device=dev, progress=False)
-        with torch.no_grad():
-            z = torch.cat(list(ev.sample_latents(sampler, a.samples, a.seed, CHUNK)))
-
-        def decoded(start: int, stop: int) -> torch.Tensor:
-            with torch.no_grad():
-                return next(ev.decoded_batches(model, iter([z[start:stop]]), dev))
-
+        if name == RECONSTRUCTIONS:
+            decoded = reconstructions_of(model, images, ev.subset(ds.split_indices("train"), a.samples, a.seed), dev)
+        else:
+            decoded = samples_of(model, get_sampler(loaded, name=name, data=a.data, device=dev, progress=False),
+                                 a.samples, a.seed, dev)
         feats, spent = ev.resumable_features(work / name, a.samples, decoded, extractor, CHUNK)
         row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
                "samples": a.samples, "seed": a.seed,
