@@ -8,8 +8,8 @@ and rounded to 8 bits as a PNG would be, against the committed Inception statist
 24,012 mini-CelebA train images (crop 148, 64x64; pretrained/fid), and against the 780
 valid images as a memorisation check. The name `reconstructions` in --samplers scores the
 model's reconstructions (posterior means decoded) of N seeded train images instead: no latent
-sampler decoded by the same network can be expected to beat it by much. Features are saved per chunk of 500 images under
---work, so a killed run continues where it stopped when given the same command; the wall
+sampler decoded by the same network can be expected to beat it by much. Features are saved
+per chunk of 500 images under --work, so a killed run continues where it stopped when given the same command; the wall
 time reported is the sum over the chunks actually computed.
 """
 from __future__ import annotations
