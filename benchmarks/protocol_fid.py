@@ -9,8 +9,8 @@ and rounded to 8 bits as a PNG would be, against the committed Inception statist
 valid images as a memorisation check. The name `reconstructions` in --samplers scores the
 model's reconstructions (posterior means decoded) of N seeded train images instead: no latent
 sampler decoded by the same network can be expected to beat it by much. Features are saved
-per chunk of 500 images under --work, so a killed run continues where it stopped when given the same command; the wall
-time reported is the sum over the chunks actually computed.
+per chunk of 500 images under --work, so a killed run continues where it stopped when given
+the same command; the wall time reported is the sum over the chunks actually computed.
 """
 from __future__ import annotations
 
