@@ -30,8 +30,9 @@ from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
 from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
-from facevae.training.checkpoint import load_model
-from facevae.training.run import resolve_device, train
+from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.device import resolve_device
+from facevae.training.run import train
 
 
 def parse_args() -> argparse.Namespace:

@@ -45,7 +45,7 @@ from facevae.config import RunConfig
 from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.metrics.fid import FEATURE_DIM
 from facevae.models import build_model
-from facevae.training import checkpoint as ckpt
+from facevae.modelfiles import checkpoint as ckpt
 from facevae.training.trainer import Trainer
 
 BENCHMARKS = Path(__file__).resolve().parent

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from facevae.errors import FacevaeError
-from facevae.training import checkpoint as ckpt
+from facevae.modelfiles import checkpoint as ckpt
 
 CONFIG = ["model.image_size=32", "model.widths=[8,16]", "model.latent_dim=8", "train.batch_size=8",
           "train.log_every=1", "train.ckpt_every=3", "train.val_batches=1", "train.grid_images=2",

@@ -26,7 +26,7 @@ from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
 from facevae.tasks.store import get_sampler
-from facevae.training.checkpoint import load_model
+from facevae.modelfiles.checkpoint import load_model
 
 CHUNK = 500
 RECONSTRUCTIONS = "reconstructions"

@@ -41,8 +41,9 @@ from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.models import build_model
 from facevae.tasks.store import get_sampler
-from facevae.training.checkpoint import load_model
-from facevae.training.run import resolve_device, train
+from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.device import resolve_device
+from facevae.training.run import train
 
 from throughput import device_name, facevae_steps, facevae_trainer, sync, timed  # noqa: E402  (benchmarks/ is the script's folder)
 

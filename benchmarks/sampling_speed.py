@@ -22,8 +22,8 @@ import torch
 from facevae.tasks.encode import encode_images, load_split
 from facevae.tasks.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
-from facevae.training.checkpoint import load_model
-from facevae.training.run import resolve_device
+from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.device import resolve_device
 
 
 def parse_args() -> argparse.Namespace:

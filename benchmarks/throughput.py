@@ -36,7 +36,7 @@ from facevae.config import RunConfig
 from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.losses import vae_loss
 from facevae.models import build_model
-from facevae.training.run import resolve_device
+from facevae.modelfiles.device import resolve_device
 from facevae.training.trainer import PRECISIONS, Trainer, autocast_dtype
 
 

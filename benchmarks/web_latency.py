@@ -29,7 +29,7 @@ from PIL import Image
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models import build_model
-from facevae.training.checkpoint import bundled_weights
+from facevae.modelfiles.checkpoint import bundled_weights
 from facevae.web.explorer import Explorer
 from facevae.web.handlers import Handlers
 

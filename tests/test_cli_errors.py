@@ -152,7 +152,7 @@ def test_full_disk_during_a_checkpoint(tiny_run, data, tmp_path):
     shutil.copytree(tiny_run, run)
     before = (run / "checkpoint.safetensors").read_bytes()
     child = ("import errno, os, sys\n"
-             "import facevae.training.checkpoint as c\n"
+             "import facevae.modelfiles.checkpoint as c\n"
              "def full(*a, **k): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
              "c.save_file = full\n"
              "from facevae.cli import main\n"

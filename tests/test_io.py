@@ -24,7 +24,7 @@ def test_image_cache_and_fid_stats_share_the_root(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     root = tmp_path / ".cache" / "facevae"
     assert fid.stats_cache_path({"k": 1}).parent == root / "fid"
-    from facevae.training.checkpoint import load_model
+    from facevae.modelfiles.checkpoint import load_model
 
     assert store_dirs(load_model(None))[-1] == root / "bundled"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from facevae.training.checkpoint import bundled_weights, load_model, save_weights
+from facevae.modelfiles.checkpoint import bundled_weights, load_model, save_weights
 
 
 SAMPLERS = ("gaussian", "gmm", "two_stage", "diffusion")

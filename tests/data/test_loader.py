@@ -138,7 +138,7 @@ def test_training_streams_from_the_shared_cache_file(fake_celeba, tmp_path, monk
 @pytest.mark.slow
 def test_training_on_streamed_batches_equals_resident(fake_celeba, tmp_path, monkeypatch):
     """run.train(placement="host") wires the streamed path in; the weights come out the same."""
-    from facevae.training import checkpoint as ckpt
+    from facevae.modelfiles import checkpoint as ckpt
     from facevae.training.run import train
 
     from tests.conftest import tiny_config

@@ -13,7 +13,7 @@ import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.data import open_dataset
 from facevae.tasks import edit as attributes
-from facevae.training.checkpoint import load_model
+from facevae.modelfiles.checkpoint import load_model
 from tests.conftest import make_celeba, mini_slice, write_jpeg
 
 SHIPPED = Path(attributes.__file__).resolve().parents[1] / "pretrained" / "celeba64.attribute_vectors.safetensors"

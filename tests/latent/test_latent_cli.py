@@ -18,7 +18,7 @@ import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.errors import FacevaeError
 from facevae.tasks.edit import attribute_vectors
-from facevae.training.checkpoint import load_model
+from facevae.modelfiles.checkpoint import load_model
 from facevae.training.run import train
 
 from tests.conftest import mini_slice, tiny_config

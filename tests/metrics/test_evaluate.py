@@ -136,7 +136,7 @@ def tiny_run(mini, tmp_path_factory):
 def test_fid_orders_real_reconstructed_and_noise(mini, tiny_run, inception):
     from facevae.data import load_images, open_dataset
     from facevae.metrics.recon import reconstruct_uint8
-    from facevae.training.checkpoint import load_model
+    from facevae.modelfiles.checkpoint import load_model
 
     loaded = load_model(tiny_run)
 

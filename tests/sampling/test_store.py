@@ -4,7 +4,7 @@ import torch
 from facevae.errors import FacevaeError
 from facevae.tasks.generate import generate
 from facevae.tasks import store
-from facevae.training.checkpoint import load_model
+from facevae.modelfiles.checkpoint import load_model
 from facevae.training.run import train
 
 from tests.conftest import tiny_config

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.training import checkpoint as ckpt
-from facevae.training.checkpoint import flatten, load_model, unflatten
+from facevae.modelfiles import checkpoint as ckpt
+from facevae.modelfiles.checkpoint import flatten, load_model, unflatten
 from facevae.training.run import train
 from facevae.training.trainer import Trainer
 
@@ -126,7 +126,7 @@ def test_load_model_returns_one_frozen_checkpoint(fake_celeba, tmp_path):
 
     from facevae.tasks.edit import cache_paths
     from facevae.tasks.store import store_dirs
-    from facevae.training.checkpoint import bundled_weights
+    from facevae.modelfiles.checkpoint import bundled_weights
 
     run = tmp_path / "run"
     train(fake_celeba, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)

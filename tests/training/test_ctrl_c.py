@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facevae.training import checkpoint as ckpt
+from facevae.modelfiles import checkpoint as ckpt
 from tests.conftest import make_celeba
 
 TINY = ["--set", "model.image_size=32", "--set", "model.widths=[8,16]", "--set", "model.latent_dim=4",

@@ -84,7 +84,7 @@ def _worker(data: str, out: str, sets: list[str]) -> None:
 # ---- the test (pytest side) ------------------------------------------------------------------
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    from facevae.training import checkpoint as ckpt
+    from facevae.modelfiles import checkpoint as ckpt
 
     return ckpt.load_checkpoint(run_dir)[1]
 

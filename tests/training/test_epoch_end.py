@@ -8,7 +8,7 @@ import torch
 from facevae.data import BatchLoader, iterate_fixed, load_images, open_dataset
 from facevae.losses import vae_loss
 from facevae.models import build_model
-from facevae.training.checkpoint import load_checkpoint, load_model
+from facevae.modelfiles.checkpoint import load_checkpoint, load_model
 from facevae.training.run import _val_indices, train
 from facevae.training.trainer import EpochEnd, Trainer
 from tests.conftest import tiny_config

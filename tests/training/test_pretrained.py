@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from facevae.cli import app
 from facevae.errors import FacevaeError
 from facevae.models import build_model
-from facevae.training import checkpoint as ckpt
-from facevae.training.pretrained import from_pretrained, save_pretrained
+from facevae.modelfiles import checkpoint as ckpt
+from facevae.modelfiles.pretrained import from_pretrained, save_pretrained
 from tests.conftest import tiny_config
 
 

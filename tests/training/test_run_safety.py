@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.training import checkpoint as ckpt
+from facevae.modelfiles import checkpoint as ckpt
 from facevae.training import trainer as trainer_module
 from facevae.training.run import train
 from facevae.training.runlock import run_lock

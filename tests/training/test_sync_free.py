@@ -99,6 +99,6 @@ def test_a_run_of_bad_steps_stops_at_the_next_log_point(tmp_path, monkeypatch):
     # points only: at step 4 the run is 2 long (go on, write no checkpoint), at step 6 it is 4: stop
     assert (tr.skipped, tr.bad_run) == (4, 4)
     # the checkpoint of step 2 is the last one written: none during the bad run
-    from facevae.training import checkpoint as ckpt
+    from facevae.modelfiles import checkpoint as ckpt
 
     assert ckpt.load_checkpoint(tr.run_dir)[2]["step"] == 2

@@ -29,7 +29,7 @@ def web_run(web_data, tmp_path_factory) -> Path:
     from facevae.tasks.encode import encode_images, load_split
     from facevae.tasks.sampler_files import save_sampler
     from facevae.tasks.store import sampler_file, store_dirs
-    from facevae.training.checkpoint import load_model
+    from facevae.modelfiles.checkpoint import load_model
     from facevae.training.run import train
 
     run = tmp_path_factory.mktemp("web_run") / "run"

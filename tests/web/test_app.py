@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.models.posterior import DiagonalGaussian
-from facevae.training.checkpoint import load_model, save_weights
+from facevae.modelfiles.checkpoint import load_model, save_weights
 from facevae.web import upload as upload_mod
 from facevae.web.explorer import SAMPLER_NAMES, Explorer, active_dimensions, load_attributes, load_samplers
 from facevae.web.handlers import Handlers

@@ -7,7 +7,7 @@ import torch
 
 from facevae.errors import FacevaeError
 from facevae.models import build_model
-from facevae.training.checkpoint import load_model, save_weights
+from facevae.modelfiles.checkpoint import load_model, save_weights
 from facevae.web.explorer import load_samplers
 
 from tests.conftest import tiny_config

@@ -15,7 +15,7 @@ def export(
     out: Path = typer.Option(..., "--out", help="Folder for config.json, model.safetensors and README.md."),
 ) -> None:
     """Write a model as a Hub folder (config.json, model.safetensors, model card); --ckpt and from_pretrained read it."""
-    from facevae.training.pretrained import export as run_export
+    from facevae.modelfiles.pretrained import export as run_export
 
     folder = run_export(ckpt, out)
     typer.echo(f"wrote config.json, model.safetensors and README.md to {folder}")

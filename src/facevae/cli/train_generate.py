@@ -71,7 +71,7 @@ def sample(
 ) -> None:
     """Generate new faces and write them as a grid PNG."""
     from facevae.tasks.generate import generate
-    from facevae.training.checkpoint import read_config
+    from facevae.modelfiles.checkpoint import read_config
     from facevae.viz.grid import save_grid
 
     check_out_file(out)

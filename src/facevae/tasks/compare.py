@@ -65,7 +65,7 @@ def compare_configs(cfg: RunConfig) -> dict[str, RunConfig]:
 def train_pair(data: str | Path, out: Path, cfg: RunConfig, *, reuse: bool = False, device: str = "auto",
                progress: bool = True) -> dict[str, Path]:
     """Train (or, with reuse, keep) OUT/vae and OUT/ae; return column -> run folder."""
-    from facevae.training.checkpoint import CHECKPOINT, WEIGHTS
+    from facevae.modelfiles.checkpoint import CHECKPOINT, WEIGHTS
     from facevae.training.run import train
 
     runs = {}
@@ -94,8 +94,8 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
     from facevae.tasks.generate import decode_batched
     from facevae.tasks.encode import encode_images
     from facevae.sampling import build_sampler
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.device import resolve_device
     from facevae.viz.grid import pairs_grid
     from facevae.viz.latent_plots import face_grid
 

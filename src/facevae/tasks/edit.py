@@ -24,7 +24,7 @@ from facevae.latent.attributes import AttributeBank, compute_bank, edit_latents
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.phase import phase
-from facevae.training.checkpoint import BUNDLED, WEIGHTS, Checkpoint
+from facevae.modelfiles.checkpoint import BUNDLED, WEIGHTS, Checkpoint
 
 CACHE_NAME = "attribute_vectors.safetensors"
 FORMAT = "facevae-attributes-1"
@@ -161,8 +161,8 @@ def edit_faces(ckpt: str | Path | None, attributes: Sequence[tuple[str, float]],
     """
     from facevae.tasks.generate import decode_batched, read_images
     from facevae.tasks.generate import first_images
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.device import resolve_device
 
     if bool(images) == (data is not None):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split and --n), not both or neither")

@@ -45,7 +45,7 @@ from facevae.metrics.reference import INCEPTION, RESIZE, files_digest, mismatche
 from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
 from facevae.phase import fit_line, phase
-from facevae.training.checkpoint import Checkpoint
+from facevae.modelfiles.checkpoint import Checkpoint
 from facevae.viz.grid import to_uint8
 
 REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
@@ -327,8 +327,8 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
     from facevae.tasks.encode import encode_images
     from facevae.metrics.latent_health import latent_health
     from facevae.metrics.recon import reconstruct_uint8, recon_metrics
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.device import resolve_device
     from facevae.viz import report
 
     out = Path(out)

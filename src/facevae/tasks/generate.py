@@ -10,8 +10,8 @@ from facevae.data import load_image, open_dataset
 from facevae.errors import FacevaeError
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
-from facevae.training.checkpoint import load_model
-from facevae.training.run import resolve_device
+from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.device import resolve_device
 
 
 def decode_batched(model: VAE, z: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] =
     `pairs` pairs of N(0, I) draws.
     """
     from facevae.tasks.generate import decode_batched, read_images
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.device import resolve_device
 
     if bool(images) == (seed is not None):
         raise FacevaeError("give either --images A B or --seed S, not both or neither")

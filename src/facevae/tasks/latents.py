@@ -17,8 +17,8 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
     from facevae.io import atomic_write_text
     from facevae.latent.attributes import attribute_index
     from facevae.tasks.encode import encode_images, load_split
-    from facevae.training.checkpoint import load_model
-    from facevae.training.run import resolve_device
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.device import resolve_device
     from facevae.viz import latent_plots
 
     out = Path(out)

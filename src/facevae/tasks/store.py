@@ -18,7 +18,7 @@ from facevae.phase import fit_line, phase
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
 from facevae.tasks.sampler_files import load_sampler, save_sampler
-from facevae.training.checkpoint import Checkpoint, bundled_weights
+from facevae.modelfiles.checkpoint import Checkpoint, bundled_weights
 
 
 def store_dirs(ckpt: Checkpoint) -> list[Path]:

@@ -1,5 +1,5 @@
-"""Training loop and checkpoints."""
-from facevae.training.checkpoint import load_checkpoint, load_model, save_checkpoint
-from facevae.training.trainer import Trainer, TrainingDiverged, TrainResult
+"""The training loop and the run wiring; import `facevae.training.trainer` or `.run` directly.
 
-__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "load_checkpoint", "load_model", "save_checkpoint"]
+Nothing is imported here, so inference code that touches `facevae.training` never pays
+for (or depends on) the trainer.
+"""

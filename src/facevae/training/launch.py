@@ -15,7 +15,8 @@ import torch.distributed as dist
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.training.distributed import check_batch, world
-from facevae.training.run import resolve_device, train
+from facevae.modelfiles.device import resolve_device
+from facevae.training.run import train
 from facevae.training.trainer import TrainResult
 
 

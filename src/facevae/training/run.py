@@ -15,20 +15,11 @@ from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
 from facevae.training import distributed
 from facevae.training import summary
-from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
+from facevae.modelfiles.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
 from facevae.training.distributed import check_batch
 from facevae.training.runlock import run_lock
 from facevae.training.trainer import EpochEnd, Trainer, TrainResult
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FacevaeError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise FacevaeError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+from facevae.modelfiles.device import resolve_device
 
 
 METRICS = "metrics.jsonl"

@@ -9,7 +9,7 @@ import torch
 from facevae.config import RunConfig
 from facevae.data.cache import cache_key
 from facevae.io import user_cache
-from facevae.training.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
+from facevae.modelfiles.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
 from facevae.training.options import PRECISIONS
 from facevae.training.trainer import Trainer, autocast_dtype
 

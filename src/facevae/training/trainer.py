@@ -26,7 +26,7 @@ from facevae.errors import FacevaeError, Interrupted
 from facevae.io import atomic_write_text
 from facevae.losses import beta_at, vae_loss
 from facevae.models.vae import VAE
-from facevae.training.checkpoint import CHECKPOINT, CONFIG, first_nonfinite, load_checkpoint, save_checkpoint
+from facevae.modelfiles.checkpoint import CHECKPOINT, CONFIG, first_nonfinite, load_checkpoint, save_checkpoint
 from facevae.training import distributed
 from facevae.training.ema import EMA
 from facevae.training.options import OPTIMIZERS, PRECISIONS, SCHEDULES

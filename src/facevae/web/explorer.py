@@ -21,7 +21,7 @@ from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
 from facevae.tasks.store import get_sampler
-from facevae.training.checkpoint import Checkpoint
+from facevae.modelfiles.checkpoint import Checkpoint
 
 SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
 ACTIVE_DIMS = 8  # latent sliders shown
@@ -57,8 +57,8 @@ class Explorer:
     def load(cls, ckpt: str | Path | None, data: str | Path | None = None, device: str = "auto",
              components: int = 10, log=None) -> "Explorer":
         """Load the model and everything cached for it; `data` computes what is missing (once)."""
-        from facevae.training.checkpoint import load_model
-        from facevae.training.run import resolve_device
+        from facevae.modelfiles.checkpoint import load_model
+        from facevae.modelfiles.device import resolve_device
 
         log = log or (lambda msg: print(msg, file=sys.stderr))
         dev = resolve_device(device)

@@ -30,7 +30,7 @@ CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 BUNDLED = "celeba64"
-CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see training.pretrained)
+CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see modelfiles.pretrained)
 MODEL_TYPE = "facevae"
 
 

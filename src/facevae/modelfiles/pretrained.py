@@ -17,7 +17,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text
 from facevae.models.vae import VAE
-from facevae.training.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json, load_model,
+from facevae.modelfiles.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json, load_model,
                                         save_weights)
 
 CARD = "README.md"
