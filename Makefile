@@ -44,6 +44,8 @@ demo: $(VENV)/.core
 test: install browser
 	FACEVAE_DATA=$(DATA) $(BIN)/python -m pytest -q
 
+# everything but the slow (mini CelebA) and browser tests; tests/tasks/test_smoke.py still runs
+# each command (sample, reconstruct, edit, interpolate, latents, evaluate, export) once on a tiny model
 test-fast: install
 	FACEVAE_DATA=$(DATA) $(BIN)/python -m pytest -q -m "not slow and not browser"
 

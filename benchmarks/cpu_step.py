@@ -17,7 +17,7 @@ import torch
 
 from facevae.config import RunConfig
 from facevae.models import build_model
-from facevae.training.trainer import native_cpu_bf16
+from facevae.training.precision_policy import native_cpu_bf16
 from throughput import ceiling_steps, timed  # noqa: E402  (benchmarks/ is the script's folder)
 
 

@@ -248,9 +248,9 @@ def explorer(c: Check) -> dict:
 def store_quick_fits(c: Check, steps: int) -> str:
     """Tiny mode: short two_stage and diffusion fits stored where the explorer looks, so it loads them."""
     from facevae.sampling.registry import build_sampler
-    from facevae.tasks.encode import encode_images, load_split
-    from facevae.tasks.sampler_files import save_sampler
-    from facevae.tasks.store import sampler_file, store_dirs
+    from facevae.data.encode import encode_images, load_split
+    from facevae.modelfiles.sampler_files import save_sampler
+    from facevae.modelfiles.samplers import sampler_file, store_dirs
 
     loaded = ckpt.load_model(c.run_dir, c.device)
     cfg = loaded.config
@@ -368,7 +368,7 @@ def inside(event, prefix: str) -> bool:
 def fid_stage(c: Check) -> dict:
     from facevae.metrics import fid
     from facevae.tasks import evaluate as ev
-    from facevae.tasks.store import get_sampler
+    from facevae.modelfiles.samplers import get_sampler
 
     n = c.sizes.fid_images
     inception = c.args.inception or stand_in_inception(c.work / "stand_in_inception.pt")

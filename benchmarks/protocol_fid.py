@@ -25,7 +25,7 @@ from facevae.data import load_images, open_dataset
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
-from facevae.tasks.store import get_sampler
+from facevae.modelfiles.samplers import get_sampler
 from facevae.modelfiles.checkpoint import load_model
 
 CHUNK = 500

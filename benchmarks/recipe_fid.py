@@ -40,7 +40,7 @@ from facevae.tasks import evaluate as ev
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.models import build_model
-from facevae.tasks.store import get_sampler
+from facevae.modelfiles.samplers import get_sampler
 from facevae.modelfiles.checkpoint import load_model
 from facevae.modelfiles.device import resolve_device
 from facevae.training.run import train

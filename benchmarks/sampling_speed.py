@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from facevae.tasks.encode import encode_images, load_split
+from facevae.data.encode import encode_images, load_split
 from facevae.tasks.evaluate import decoded_batches
 from facevae.sampling.registry import build_sampler
 from facevae.modelfiles.checkpoint import load_model

@@ -37,7 +37,9 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.losses import vae_loss
 from facevae.models import build_model
 from facevae.modelfiles.device import resolve_device
-from facevae.training.trainer import PRECISIONS, Trainer, autocast_dtype
+from facevae.training.options import PRECISIONS
+from facevae.training.precision_policy import autocast_dtype
+from facevae.training.trainer import Trainer
 
 
 def parse_args() -> argparse.Namespace:

@@ -30,6 +30,7 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.modelfiles.checkpoint import bundled_weights
+from facevae.api import FaceVAE
 from facevae.web.explorer import Explorer
 from facevae.web.handlers import Handlers
 
@@ -53,11 +54,11 @@ def make_explorer(args) -> tuple[Explorer, str]:
     else:
         torch.manual_seed(0)
         cfg = RunConfig()
-        ex = Explorer(build_model(cfg.model).eval(), cfg)
+        ex = Explorer(FaceVAE.from_model(build_model(cfg.model), cfg))
         what = "random init, default architecture (bundled model not present)"
     if not ex.attr_names:
         g = torch.Generator().manual_seed(0)
-        ex = Explorer(ex.model, ex.cfg, [f"attr{i}" for i in range(40)],
+        ex = Explorer(ex.vae, [f"attr{i}" for i in range(40)],
                       torch.randn(40, ex.latent_dim, generator=g) * 0.3, samplers=ex.samplers)
         what += "; random attribute directions"
     return ex, what

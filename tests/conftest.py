@@ -32,6 +32,17 @@ def celeba_root() -> Path:
     return DATA
 
 
+@pytest.fixture(scope="module")
+def inception():
+    """NVIDIA's FID Inception on the CPU (tests/metrics and tests/tasks); skips where it is not installed."""
+    from facevae.metrics import fid
+
+    path = fid.default_inception_path()
+    if path is None or not path.is_file():
+        pytest.skip(f"FID Inception not installed: {fid.INSTALL_HINT}")
+    return fid.InceptionFeatures(path, device="cpu")
+
+
 def tiny_config(*extra: str) -> RunConfig:
     """A model small enough to train in seconds on 2 cores."""
     return RunConfig().override([

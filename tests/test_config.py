@@ -75,6 +75,35 @@ def test_every_enumerated_field_rejects_a_bad_name_listing_the_valid_ones(key):
                        key.split(".")[1]) == name
 
 
+# the registry that builds each enumerated field; config keeps its names as literals (no import cycle)
+REGISTRIES = {
+    "model.kind": ("facevae.models.vae", "MODEL_KINDS"),
+    "model.block": ("facevae.models.vae", "BLOCKS"),
+    "model.norm": ("facevae.models.blocks", "NORMS"),
+    "model.activation": ("facevae.models.blocks", "ACTIVATIONS"),
+    "loss.recon": ("facevae.decoders", "RECON_LOSSES"),
+    "train.optimizer": ("facevae.training.options", "OPTIMIZERS"),
+    "train.schedule": ("facevae.training.options", "SCHEDULES"),
+    "train.precision": ("facevae.training.options", "PRECISIONS"),
+    "sharp.pixel": ("facevae.sharp_losses", "PIXEL_LOSSES"),
+    "sharp.adv_loss": ("facevae.sharp_losses", "ADV_LOSSES"),
+    "sharp.disc_norm": ("facevae.models.discriminator", "DISC_NORMS"),
+    "sharp.latent": ("facevae.sharp_losses", "LATENTS"),
+}
+
+
+def test_every_enumerated_field_has_a_registry():
+    assert sorted(REGISTRIES) == sorted(CHOICES)
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRIES))
+def test_config_names_equal_the_registry_keys_in_order(key):
+    import importlib
+
+    module, attribute = REGISTRIES[key]
+    assert tuple(getattr(importlib.import_module(module), attribute)) == CHOICES[key]
+
+
 @pytest.mark.parametrize("item,match", [
     ("train.ckpt_every=0", "'train.ckpt_every' must be >= 1, got 0"),
     ("train.log_every=0", "'train.log_every' must be >= 1, got 0"),

@@ -18,7 +18,7 @@ def test_user_cache_expands_home_and_treats_empty_as_unset(monkeypatch, tmp_path
 
 def test_image_cache_and_fid_stats_share_the_root(monkeypatch, tmp_path):
     from facevae.metrics import fid
-    from facevae.tasks.store import store_dirs
+    from facevae.modelfiles.samplers import store_dirs
 
     monkeypatch.setenv("FACEVAE_CACHE", "")
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -27,12 +27,28 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted((SRC / PACKAGE).rglob("*.py"))}
 
 
+def dynamic_import(node: ast.AST) -> str | None:
+    """The module of `importlib.import_module("a.b")`, `import_module("a.b")` or `__import__("a.b")`.
+
+    Only a literal name can be seen; a runtime import hides a cycle as well as a lazy one does.
+    """
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func, arg = node.func, node.args[0]
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if called not in ("import_module", "__import__"):
+        return None
+    return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+
+
 def imported(path: Path, name: str, known: set[str]) -> set[str]:
     """Modules `path` imports: `from a.b import c` is a.b.c when that is a module, else a.b."""
     is_package = path.name == "__init__.py"
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
+        if dynamic_import(node):
+            out.add(dynamic_import(node))
+        elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -89,6 +105,22 @@ def test_the_checker_sees_a_cycle_and_resolves_submodule_imports():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     g = graph()
     assert "facevae.modelfiles.checkpoint" in g["facevae.training.run"]
+
+
+def test_the_checker_sees_imports_made_at_run_time(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("import importlib\nfrom importlib import import_module\n"
+                   "def f(name):\n"
+                   "    importlib.import_module('facevae.models.vae')\n"
+                   "    import_module('facevae.decoders')\n"
+                   "    __import__('facevae.training.options')\n"
+                   "    import_module(name)  # not a literal: cannot be seen\n")
+    found = imported(src, "facevae.mod", set(modules()))
+    assert {"facevae.models.vae", "facevae.decoders", "facevae.training.options"} <= found
+
+
+def test_config_imports_only_the_bottom_layer():
+    assert graph()["facevae.config"] <= {"facevae.errors", "facevae.io"}
 
 
 def test_no_import_cycle_among_the_package_modules():

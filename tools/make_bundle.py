@@ -46,9 +46,9 @@ def main() -> None:
     bundle = load_model(None)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
-        from facevae.tasks.edit import attribute_bank, cache_paths
-        from facevae.tasks.sampler_files import save_sampler
-        from facevae.tasks.store import fit_on_latents, sampler_file, train_latents
+        from facevae.modelfiles.attributes import attribute_bank, cache_paths
+        from facevae.modelfiles.sampler_files import save_sampler
+        from facevae.modelfiles.samplers import fit_on_latents, sampler_file, train_latents
 
         means = train_latents(bundle.model, bundle.config, args.data, "cpu")  # one encoding pass for all fits
         for name in SAMPLERS:

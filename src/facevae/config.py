@@ -6,7 +6,6 @@ its own part (`cfg.data`, `cfg.model`, `cfg.loss`, `cfg.train`).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import operator
 import types
@@ -21,18 +20,22 @@ from facevae.errors import FacevaeError, did_you_mean
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128, 256)
 
-# Each field that names a choice, and the registry (module, attribute) whose keys are the valid
-# names. The registries stay the one source of the names; they are imported when a config is
-# checked, so that a bad name fails here, before any data is read or file written.
-CHOICES: dict[str, tuple[str, str]] = {
-    "model.kind": ("facevae.models.vae", "MODEL_KINDS"),
-    "model.block": ("facevae.models.vae", "BLOCKS"),
-    "model.norm": ("facevae.models.blocks", "NORMS"),
-    "model.activation": ("facevae.models.blocks", "ACTIVATIONS"),
-    "loss.recon": ("facevae.decoders", "RECON_LOSSES"),
-    "train.optimizer": ("facevae.training.options", "OPTIMIZERS"),
-    "train.schedule": ("facevae.training.options", "SCHEDULES"),
-    "train.precision": ("facevae.training.options", "PRECISIONS"),
+# Each field that names a choice, and its valid names, in the order errors list them. Literal here
+# so that checking a config imports nothing above it; tests/test_config.py checks that each tuple
+# equals the keys of the registry that builds the thing (models/, decoders.py, training/options.py).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.kind": ("vae", "ae"),
+    "model.block": ("conv", "resnet"),
+    "model.norm": ("batch", "group", "none"),
+    "model.activation": ("leaky_relu", "relu", "silu", "gelu", "elu"),
+    "loss.recon": ("bce", "mse", "l1"),
+    "train.optimizer": ("adam", "adamw"),
+    "train.schedule": ("constant", "cosine"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+    "sharp.pixel": ("l1", "gaussian"),
+    "sharp.adv_loss": ("hinge", "ns"),
+    "sharp.disc_norm": ("spectral", "none"),
+    "sharp.latent": ("sample", "mean"),
 }
 
 # Allowed ranges of numeric fields (each element of a tuple field); every float must also be finite.
@@ -44,6 +47,9 @@ LIMITS: dict[str, str] = {
     "train.weight_decay": ">= 0", "train.warmup_steps": ">= 0", "train.grad_clip": ">= 0",
     "train.ema_decay": ">= 0, < 1", "train.log_every": ">= 1", "train.ckpt_every": ">= 1",
     "train.val_batches": ">= 0", "train.grid_images": ">= 1", "train.nan_patience": ">= 1",
+    "sharp.msssim_weight": ">= 0", "sharp.freq_weight": ">= 0", "sharp.adv_weight": ">= 0",
+    "sharp.adaptive_every": ">= 1", "sharp.disc_start": ">= 0", "sharp.disc_widths": ">= 1", "sharp.r1_weight": ">= 0",
+    "sharp.r1_every": ">= 1", "sharp.lr": "> 0", "sharp.disc_lr": "> 0",
 }
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
@@ -108,16 +114,39 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SharpConfig:
+    """A sharp decoder fine-tuned on the frozen encoder's latents (`facevae finetune-decoder`)."""
+
+    pixel: str = "l1"  # l1 | gaussian: always on, so the decoder stays anchored to its input
+    msssim_weight: float = 0.0  # weight of 1 - MS-SSIM (0 = off)
+    freq_weight: float = 0.0  # weight of the focal frequency loss (0 = off)
+    adv_weight: float = 0.0  # weight of the patch discriminator's term (0 = off)
+    adv_loss: str = "hinge"  # hinge | ns (non-saturating)
+    adaptive: bool = True  # scale adv_weight by VQGAN's gradient-norm ratio at the last decoder layer
+    adaptive_every: int = 8  # steps between updates of that ratio (each costs two extra gradients)
+    disc_start: int = 0  # steps of the pixel terms alone before the adversarial term starts
+    disc_widths: tuple[int, ...] = (64, 128, 256)  # stride-2 conv widths of the patch discriminator
+    disc_norm: str = "spectral"  # spectral | none
+    r1_weight: float = 0.0  # R1 gradient penalty on real images (0 = off)
+    r1_every: int = 4  # lazy R1: every this many discriminator steps, scaled up to match
+    decoder_widths: tuple[int, ...] = ()  # () = the model's decoder, fine-tuned; else a wider one from scratch
+    latent: str = "sample"  # sample | mean: what the decoder is fed from q(z|x)
+    lr: float = 1e-4
+    disc_lr: float = 2e-4
+
+
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sharp: SharpConfig = field(default_factory=SharpConfig)
 
     def validate(self) -> "RunConfig":
         for key, value in self.items():
             check_limits(key, value)
-        for key, value in self.items():  # second: naming the choices imports their registries (torch)
+        for key, value in self.items():
             check_choice(key, value)
         m = self.model
         if m.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -135,6 +164,11 @@ class RunConfig:
             raise FacevaeError("model.learned_sigma needs loss.recon=mse")
         if self.data.crop < m.image_size:
             raise FacevaeError(f"data.crop ({self.data.crop}) is smaller than the image size ({m.image_size})")
+        wide = self.sharp.decoder_widths
+        if wide and (len(wide) != len(m.widths) or min(wide) < 1):
+            raise FacevaeError(f"sharp.decoder_widths needs {len(m.widths)} positive widths (one per stage of "
+                               f"model.widths), got {list(wide)}: e.g. --set sharp.decoder_widths="
+                               f"[{','.join(str(2 * w) for w in m.widths)}]")
         return self
 
     def items(self) -> list[tuple[str, Any]]:
@@ -164,7 +198,7 @@ class RunConfig:
         except yaml.YAMLError as e:
             raise FacevaeError(f"config is not valid YAML ({e.__class__.__name__}); fix the file") from None
         if raw is not None and not isinstance(raw, dict):
-            raise FacevaeError("config must be a YAML mapping of sections (data, model, loss, train)")
+            raise FacevaeError("config must be a YAML mapping of sections (data, model, loss, train, sharp)")
         return cls.from_dict(raw)
 
     @classmethod
@@ -197,9 +231,8 @@ class RunConfig:
 
 
 def choices(key: str) -> list[str]:
-    """The valid names of an enumerated field, read from the registry that owns them."""
-    module, attribute = CHOICES[key]
-    return list(getattr(importlib.import_module(module), attribute))
+    """The valid names of an enumerated field."""
+    return list(CHOICES[key])
 
 
 def check_choice(key: str, value: Any) -> None:

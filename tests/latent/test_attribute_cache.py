@@ -6,13 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.data import open_dataset
-from facevae.tasks import edit as attributes
+from facevae.modelfiles import attributes
 from facevae.modelfiles.checkpoint import load_model
 from tests.conftest import make_celeba, mini_slice, write_jpeg
 
@@ -51,6 +53,16 @@ def test_an_identical_copy_of_the_data_reuses_the_shipped_vectors(celeba_root, t
     bank = attributes.attribute_bank(loaded, data=copy, progress=False)
     cfg = loaded.config
     assert len(bank.names) == 40 and bank.directions.shape == (40, cfg.model.latent_dim)
+    # the shipped file's numbers, exactly
+    shipped = load_file(str(SHIPPED))
+    for name in ("directions", "spread", "positives", "negatives"):
+        torch.testing.assert_close(getattr(bank, name), shipped[name], rtol=0, atol=0, msg=name)
+    # and they belong to this data: per attribute, its training faces with and without it, from the annotations
+    ds = open_dataset(copy, cfg.data.val_fraction)
+    labels = torch.from_numpy(ds.attributes[ds.split_indices("train")]).float()
+    assert bank.names == list(ds.attr_names)
+    torch.testing.assert_close(bank.positives.float(), (labels > 0).sum(0).float(), rtol=0, atol=0)
+    torch.testing.assert_close(bank.negatives.float(), (labels <= 0).sum(0).float(), rtol=0, atol=0)
 
 
 def _valid_only(celeba_root: Path, tmp_path: Path) -> Path:

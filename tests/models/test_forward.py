@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from facevae.tasks.encode import encode_images
+from facevae.data.encode import encode_images
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.models import build_model
 from facevae.models import forward
@@ -33,7 +33,7 @@ def test_encode_and_reconstruct_use_the_shared_batch_size(monkeypatch):
         sizes.append(batch_size)
         return real(fn, rows, device, batch_size=2)
 
-    monkeypatch.setattr("facevae.tasks.encode.batched", spy)
+    monkeypatch.setattr("facevae.data.encode.batched", spy)
     monkeypatch.setattr("facevae.metrics.recon.batched", spy)
     mean, logvar = encode_images(model, x8)
     whole = model.encode(x8.float() / 255)

@@ -9,7 +9,7 @@ import torch
 from facevae.errors import FacevaeError
 from tests.sampling.conftest import gen
 from facevae.sampling import DiffusionSampler, GaussianSampler, build_sampler
-from facevae.tasks.sampler_files import load_sampler, save_sampler
+from facevae.modelfiles.sampler_files import load_sampler, save_sampler
 
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 CENTRES = torch.tensor([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]], dtype=torch.float64)

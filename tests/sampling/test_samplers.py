@@ -18,7 +18,7 @@ from facevae.sampling import (
     TwoStageSampler,
     build_sampler,
 )
-from facevae.tasks.sampler_files import load_sampler, save_sampler
+from facevae.modelfiles.sampler_files import load_sampler, save_sampler
 
 TRUE_WEIGHTS = torch.tensor([0.3, 0.7], dtype=torch.float64)
 TRUE_MEANS = torch.tensor([[-3.0, 0.0, 1.0], [3.0, 1.0, -1.0]], dtype=torch.float64)

@@ -8,7 +8,7 @@ import torch
 from facevae.errors import FacevaeError
 from tests.sampling.conftest import gen
 from facevae.sampling import GaussianSampler, TwoStageSampler, build_sampler
-from facevae.tasks.sampler_files import load_sampler, save_sampler
+from facevae.modelfiles.sampler_files import load_sampler, save_sampler
 
 SEP = 2.5  # the two modes sit at -SEP and +SEP along dim 0, each with std 0.6 there
 RIGHT_WEIGHT = 0.35

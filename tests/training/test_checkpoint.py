@@ -124,8 +124,8 @@ def test_load_model_returns_one_frozen_checkpoint(fake_celeba, tmp_path):
     import dataclasses
     import hashlib
 
-    from facevae.tasks.edit import cache_paths
-    from facevae.tasks.store import store_dirs
+    from facevae.modelfiles.attributes import cache_paths
+    from facevae.modelfiles.samplers import store_dirs
     from facevae.modelfiles.checkpoint import bundled_weights
 
     run = tmp_path / "run"

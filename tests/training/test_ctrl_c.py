@@ -64,12 +64,13 @@ def test_second_writer_is_refused_then_ctrl_c_saves_the_step_and_exits_130(data,
     assert f"saved step {step} to {out}; `--resume` continues" in err
     logged = [int(line.split('"step": ')[1].split(",")[0]) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert step >= 2 and max(logged) <= step  # the history ends at the saved step
+    assert not (out / ".lock").exists()  # no stale lock with a dead PID left behind
 
 
 def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     out = tmp_path / "run"
     # the save the first Ctrl-C starts takes a minute: only the second Ctrl-C can end it soon
-    slow_save = ("import time\nimport facevae.training.trainer as c\n_real = c.save_checkpoint\n"
+    slow_save = ("import time\nimport facevae.training.persist as c\n_real = c.save_checkpoint\n"
                  "def slow(*a, **k):\n    time.sleep(60)\n    _real(*a, **k)\nc.save_checkpoint = slow\n")
     proc = start(data, out, code=slow_save)
     try:
@@ -85,3 +86,4 @@ def test_a_second_ctrl_c_stops_at_once(data, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted again: stopping at once" in err and "saved step" not in err and "Traceback" not in err
     assert not (out / ckpt.CHECKPOINT).exists()
+    assert not (out / ".lock").exists()

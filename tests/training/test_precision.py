@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.training import precision_policy
 from facevae.training import trainer as trainer_mod
-from facevae.training.trainer import autocast_dtype
+from facevae.training.precision_policy import autocast_dtype
 
 from tests.training.test_sync_free import make_trainer
 
@@ -15,7 +16,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 @pytest.mark.parametrize("native", [True, False])
 def test_cpu_uses_bf16_only_where_native(monkeypatch, native):
-    monkeypatch.setattr(trainer_mod, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(precision_policy, "native_cpu_bf16", lambda: native)
     assert autocast_dtype("bf16", CPU) is (torch.bfloat16 if native else None)
     assert autocast_dtype("fp16", CPU) is None  # emulated on CPU: slower than fp32
     assert autocast_dtype("fp32", CPU) is None
@@ -45,7 +46,7 @@ def test_unknown_precision_is_a_clear_error():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_train_step_runs_convolutions_in_the_chosen_dtype_on_nhwc_input(tmp_path, monkeypatch, native):
-    monkeypatch.setattr(trainer_mod, "native_cpu_bf16", lambda: native)
+    monkeypatch.setattr(precision_policy, "native_cpu_bf16", lambda: native)
     tr = make_trainer(tmp_path, False)
     seen = []
     conv = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d))

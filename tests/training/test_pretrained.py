@@ -83,3 +83,28 @@ def test_export_writes_card_and_sample_reads_the_folder(model_cfg, tmp_path):
     result = CliRunner().invoke(app, ["sample", "--ckpt", str(out), "--n", "4", "--out", str(png), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert png.is_file()
+
+
+def test_the_bundled_models_card_quotes_its_measured_fids(tmp_path):
+    """The card of `facevae export` without --ckpt quotes the FID-10k figures shipped beside the weights."""
+    out = tmp_path / "bundled"
+    result = CliRunner().invoke(app, ["export", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = (out / "README.md").read_text()
+    for needle in ("FID-10k, GMM-10 sampler: 54.81", "FID-10k, diffusion sampler: 55.03",
+                   "FID-10k, two-stage sampler: 66.08", "FID-10k, prior N(0, I): 69.56",
+                   "FID-10k, reconstructions: 46.52", "vs all 24,012 mini-CelebA train images", "79655d5373c5"):
+        assert needle in card, needle
+    assert "No metrics were recorded" not in card
+    assert "https://github.com/)" not in card  # no placeholder link: pyproject names no project URL
+
+
+def test_a_bundled_card_quotes_nothing_measured_on_other_weights():
+    import dataclasses
+
+    from facevae.modelfiles.pretrained import model_card
+
+    loaded = ckpt.load_model(None)
+    other = dataclasses.replace(loaded, digest="0" * 40)  # as if the bundle changed and its metrics file did not
+    card = model_card(other.model, other.config, None, bundled=other)
+    assert "No metrics were recorded" in card and "54.81" not in card

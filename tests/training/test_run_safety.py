@@ -10,10 +10,12 @@ import torch
 
 from facevae.errors import FacevaeError
 from facevae.modelfiles import checkpoint as ckpt
-from facevae.training import trainer as trainer_module
+from facevae.training import persist
 from facevae.training.run import train
+from facevae.training import runlock
 from facevae.training.runlock import run_lock
-from facevae.training.trainer import TrainingDiverged
+from facevae.training.trainer import Trainer
+from facevae.training.persist import TrainingDiverged
 from tests.conftest import make_celeba, tiny_config
 
 # 18 training images in batches of 4: 4 steps an epoch
@@ -115,6 +117,47 @@ def test_a_second_writer_is_refused_naming_the_holder(data, tmp_path):
     run(data, out, "train.max_steps=1")  # released: the next writer gets in
 
 
+def test_the_lock_file_goes_with_its_holder_on_exit_error_and_ctrl_c(data, tmp_path, monkeypatch):
+    """A finished run folder holds no .lock with a dead PID in it, however the writer left."""
+    out = tmp_path / "r"
+    run(data, out, "train.max_steps=1")
+    assert not (out / ".lock").exists()  # a clean exit
+    with pytest.raises(FacevaeError, match="already holds a run"):
+        run(data, out, "train.max_steps=1")
+    assert not (out / ".lock").exists()  # an error under the lock
+
+    def ctrl_c(self, x):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run(data, out, "train.max_steps=2", resume=True)
+    assert not (out / ".lock").exists()
+
+
+def test_a_writer_that_opened_the_lock_file_as_its_holder_removed_it_takes_the_new_one(tmp_path, monkeypatch):
+    """Opened, then removed by the leaving holder before our flock: that nameless file must not count as the lock."""
+    out = tmp_path / "r"
+    out.mkdir()
+    real_open, removed = os.open, []
+
+    def open_as_the_holder_leaves(path, *args):
+        fd = real_open(path, *args)
+        if not removed:
+            removed.append(path)
+            os.unlink(path)  # the previous holder, leaving, removes the file we just opened
+        return fd
+
+    monkeypatch.setattr(runlock.os, "open", open_as_the_holder_leaves)
+    with run_lock(out):
+        monkeypatch.undo()
+        assert removed and (out / ".lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(FacevaeError, match="another facevae process"):
+            with run_lock(out):
+                pass
+    assert not (out / ".lock").exists()
+
+
 def test_a_fresh_start_into_a_run_needs_resume_or_overwrite(data, tmp_path):
     out = tmp_path / "r"
     run(data, out, "train.max_steps=2")
@@ -149,7 +192,7 @@ def reference_rows(data, tmp_path, *extra) -> list[tuple]:
 def test_kill_before_the_first_checkpoint_then_resume_does_not_duplicate_rows(data, tmp_path, monkeypatch):
     extra = ("train.epochs=2", "train.ckpt_every=1000")
     out = tmp_path / "r"
-    kill_after_call(monkeypatch, trainer_module, "save_checkpoint", before=True)
+    kill_after_call(monkeypatch, persist, "save_checkpoint", before=True)
     with pytest.raises(Killed):
         run(data, out, *extra)
     assert rows(out) and not (out / ckpt.CHECKPOINT).exists()
@@ -161,7 +204,7 @@ def test_kill_right_after_the_epoch_checkpoint_keeps_the_epoch_row(data, tmp_pat
     extra = ("train.epochs=2",)
     out = tmp_path / "r"
     # the end of epoch 0 is step 4, also a ckpt_every step: the last write of that step is the epoch's
-    kill_after_call(monkeypatch, trainer_module, "save_checkpoint", when=lambda run_dir, cfg, m, state, *a: state["step"] == 4)
+    kill_after_call(monkeypatch, persist, "save_checkpoint", when=lambda run_dir, cfg, m, state, *a: state["step"] == 4)
     with pytest.raises(Killed):
         run(data, out, *extra)
     run(data, out, *extra, resume=True)

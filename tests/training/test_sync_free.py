@@ -13,7 +13,8 @@ import torch
 from facevae.data.loader import BatchLoader
 from facevae.models import build_model
 from facevae.training import trainer as trainer_mod
-from facevae.training.trainer import Trainer, TrainingDiverged
+from facevae.training.persist import TrainingDiverged
+from facevae.training.trainer import Trainer
 
 from tests.conftest import tiny_config
 

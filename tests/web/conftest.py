@@ -25,10 +25,10 @@ def web_data(celeba_root, tmp_path_factory) -> Path:
 def web_run(web_data, tmp_path_factory) -> Path:
     """A run folder trained for a few steps, its attribute vectors and fitted samplers already stored beside it."""
     from facevae.sampling import build_sampler
-    from facevae.tasks.edit import attribute_vectors
-    from facevae.tasks.encode import encode_images, load_split
-    from facevae.tasks.sampler_files import save_sampler
-    from facevae.tasks.store import sampler_file, store_dirs
+    from facevae.modelfiles.attributes import attribute_vectors
+    from facevae.data.encode import encode_images, load_split
+    from facevae.modelfiles.sampler_files import save_sampler
+    from facevae.modelfiles.samplers import sampler_file, store_dirs
     from facevae.modelfiles.checkpoint import load_model
     from facevae.training.run import train
 

@@ -19,7 +19,9 @@ from facevae.models import build_model
 from facevae.models.posterior import DiagonalGaussian
 from facevae.modelfiles.checkpoint import load_model, save_weights
 from facevae.web import upload as upload_mod
-from facevae.web.explorer import SAMPLER_NAMES, Explorer, active_dimensions, load_attributes, load_samplers
+from facevae.api import FaceVAE
+from facevae.sampling.registry import SAMPLERS as SAMPLER_NAMES
+from facevae.web.explorer import Explorer, active_dimensions, load_attributes, load_samplers
 from facevae.web.handlers import Handlers
 from facevae.web.upload import MAX_UPLOAD_BYTES, read_upload
 
@@ -41,7 +43,7 @@ def explorer() -> Explorer:
     cfg = tiny_config()
     model = build_model(cfg.model).eval()
     steps = torch.randn(len(NAMES), cfg.model.latent_dim, generator=torch.Generator().manual_seed(1)) * 2
-    return Explorer(model, cfg, list(NAMES), steps)
+    return Explorer(FaceVAE.from_model(model, cfg), list(NAMES), steps)
 
 
 @pytest.fixture
@@ -153,13 +155,30 @@ def test_start_returns_right_sized_images(handlers, started):
         assert im.format == "GIF" and im.n_frames == 2 * 5 - 2  # there and back
 
 
+def _drawn(h: Handlers, z: torch.Tensor) -> np.ndarray:
+    """The face the model itself decodes from code `z`, as the page shows it (uint8 H x W x 3)."""
+    with torch.no_grad():
+        x = h.ex.model.decode(z[None].float())[0]
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
 def test_moving_a_slider_changes_only_the_edited_face(handlers, started):
     state, chosen = started[1], started[2]
     same = handlers.edit(state, *_zeros(handlers))
     smiling = handlers.edit(state, *_zeros(handlers, Smiling=2.0))
     np.testing.assert_array_equal(same, chosen)
     assert _is_face(smiling)
-    assert np.abs(smiling.astype(int) - chosen.astype(int)).sum() > 0
+    # the face two Smiling steps from the chosen code (one 8-bit level of float rounding allowed) ...
+    expected = _drawn(handlers, state["base"] + 2.0 * handlers.ex.attr_steps[NAMES.index("Smiling")])
+    assert _max_diff(smiling, expected) <= 1
+    # ... which the chosen face, another attribute or the other direction would not pass for
+    for wrong in (chosen, handlers.edit(state, *_zeros(handlers, Male=2.0)),
+                  handlers.edit(state, *_zeros(handlers, Smiling=-2.0))):
+        assert _max_diff(wrong, expected) > 1
 
 
 def test_latent_dimension_slider_changes_the_face(handlers, started):
@@ -210,7 +229,7 @@ def test_fitted_sampler_draws_at_the_asked_temperature(explorer):
 
     g = torch.Generator().manual_seed(0)
     fitted = build_sampler("gaussian", LATENT).fit(torch.randn(500, LATENT, generator=g) * 2 + 3)
-    ex = Explorer(explorer.model, explorer.cfg, samplers={"prior": explorer.samplers["prior"], "gaussian": fitted},
+    ex = Explorer(explorer.vae, samplers={"prior": explorer.samplers["prior"], "gaussian": fitted},
                   dims=explorer.dims, dim_scale=explorer.dim_scale)
     hot, cold = ex.sample("gaussian", 64, 5, 1.0), ex.sample("gaussian", 64, 5, 0.5)
     # same seed, same noise: the colder draw is the mean plus half the noise, row for row
@@ -226,7 +245,7 @@ def test_diffusion_sampler_is_offered_and_draws_at_the_asked_temperature(explore
     g = torch.Generator().manual_seed(0)
     fitted = build_sampler("diffusion", LATENT, hidden=16, steps=20, sample_steps=5).fit(
         torch.randn(200, LATENT, generator=g))
-    ex = Explorer(explorer.model, explorer.cfg, samplers={"prior": explorer.samplers["prior"], "diffusion": fitted},
+    ex = Explorer(explorer.vae, samplers={"prior": explorer.samplers["prior"], "diffusion": fitted},
                   dims=explorer.dims, dim_scale=explorer.dim_scale)
     cold = ex.sample("diffusion", 8, 5, 0.5)
     torch.testing.assert_close(cold, fitted.sample(8, torch.Generator().manual_seed(5), temperature=0.5))
@@ -319,17 +338,17 @@ def test_without_cached_vectors_or_data_the_sliders_are_off_with_a_reason(tmp_pa
     cfg = tiny_config()
     model = build_model(cfg.model).eval()
     save_weights(tmp_path / "model.safetensors", cfg, model.state_dict())
-    names, steps, note = load_attributes(load_model(tmp_path / "model.safetensors"), None, "cpu", print)
+    names, steps, note = load_attributes(FaceVAE(load_model(tmp_path / "model.safetensors")), None, print)
     assert names == [] and steps is None
     assert "--data" in note
-    ex = Explorer(model, cfg, names, steps, note)
+    ex = Explorer(FaceVAE.from_model(model, cfg), names, steps, note)
     assert ex.n_sliders == LATENT  # latent-dimension sliders only
 
 
 def test_samplers_always_offer_the_prior(tmp_path):
     cfg = tiny_config()
     save_weights(tmp_path / "model.safetensors", cfg, build_model(cfg.model).state_dict())
-    samplers, note = load_samplers(load_model(tmp_path), None, "cpu")
+    samplers, note = load_samplers(FaceVAE(load_model(tmp_path)))
     assert "prior" in samplers
     assert set(samplers) <= set(SAMPLER_NAMES) and "two_stage" in SAMPLER_NAMES
     assert bool(note) == (set(samplers) != set(SAMPLER_NAMES))
@@ -378,3 +397,12 @@ def test_trained_run_gets_all_forty_attribute_sliders(web_run, web_data, tmp_pat
     again = Explorer.load(web_run, device="cpu", log=lambda m: None)
     assert again.attr_names == ex.attr_names and set(again.samplers) == set(ex.samplers)
 
+
+
+def test_the_page_says_which_decoder_draws(handlers, explorer):
+    from facevae.web.page import header
+
+    assert "likelihood decoder" in header(handlers) and "sharp decoder" not in header(handlers)
+    sharp = Explorer(FaceVAE(explorer.vae.checkpoint, sharp_decoder=explorer.model.decoder), dims=explorer.dims,
+                     dim_scale=explorer.dim_scale)
+    assert "drawn by its sharp decoder" in header(Handlers(sharp, n_faces=2))

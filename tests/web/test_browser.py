@@ -8,6 +8,7 @@ refreshes the picture in the docs.
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -17,7 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -205,11 +208,24 @@ def test_new_faces_button_changes_the_grid(browser_page):
     assert page.input_value("#seed input") == "1"
 
 
+def _choose_sampler(page, name: str) -> str:
+    """Click a sampler's radio button and wait for the grid it draws; -> the first face's src."""
+    before = _src(page, "#faces img")
+    page.locator("#sampler label", has_text=name).click()
+    after = _wait_src_change(page, "#faces img", before)
+    assert page.locator("#sampler label", has_text=name).locator("input").is_checked()
+    return after
+
+
 def test_choosing_the_gmm_sampler_draws_new_faces(browser_page):
     page, _ = browser_page
-    before = _src(page, "#faces img")
-    page.locator("#sampler label", has_text="gmm").click()
-    _wait_src_change(page, "#faces img", before)
+    seed, prior = page.input_value("#seed input"), _src(page, "#faces img")
+    gmm = _choose_sampler(page, "gmm")
+    assert _bytes(page, gmm) != _bytes(page, prior)
+    assert page.input_value("#seed input") == seed  # the same seed: the sampler alone changed the faces
+    # each sampler draws its own grid for a seed, not a fresh random one: back and forth gives both again
+    assert _bytes(page, _choose_sampler(page, "prior")) == _bytes(page, prior)
+    assert _bytes(page, _choose_sampler(page, "gmm")) == _bytes(page, gmm)
 
 
 def test_smiling_slider_changes_the_edited_face(browser_page):
@@ -328,27 +344,50 @@ def test_non_image_upload_shows_an_error_and_the_server_carries_on(browser_page,
     _wait_src_change(page, "#upload-recon img", before)
 
 
-def test_an_example_photo_from_data_is_taken_with_one_click(browser_page):
+def _shown(page, selector: str) -> np.ndarray:
+    """The picture an <img> shows, as uint8 (H, W, 3)."""
+    with Image.open(io.BytesIO(_bytes(page, _src(page, selector)))) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _model_input(photo: bytes, web_run) -> np.ndarray:
+    """What the model sees of a photo: CelebA's centre crop at the model's size, uint8 (H, W, 3)."""
+    from facevae.data import preprocess_image
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.web.upload import read_upload
+
+    cfg = load_model(web_run).config
+    return preprocess_image(read_upload(photo), cfg.model.image_size, cfg.data.crop).transpose(1, 2, 0)
+
+
+def test_an_example_photo_from_data_is_taken_with_one_click(browser_page, web_data, web_run):
+    from facevae.web.handlers import example_photos
+
     page, _ = browser_page
     assert page.locator("#examples img").count() == 8  # serve --data: validation photos offered
-    before = _src(page, "#upload-input img")
+    before, recon = _src(page, "#upload-input img"), _src(page, "#upload-recon img")
     page.locator("#examples img").nth(2).click()
     _wait_src_change(page, "#upload-input img", before)
+    _wait_src_change(page, "#upload-recon img", recon)  # encoded and reconstructed, as an upload is
+    photos = example_photos(web_data)
+    shown = _shown(page, "#upload-input img")
+    np.testing.assert_array_equal(shown, _model_input(photos[2], web_run))  # the third photo, not another
+    assert not np.array_equal(shown, _model_input(photos[1], web_run))
 
 
 def test_a_landscape_photo_is_taken_with_a_warning(browser_page):
-    import io
-
-    from PIL import Image
-
     page, _ = browser_page
     buf = io.BytesIO()
     Image.new("RGB", (640, 360), (120, 160, 200)).save(buf, format="PNG")
-    before = _src(page, "#upload-recon img")
+    before, seen = _src(page, "#upload-recon img"), _src(page, "#upload-input img")
     page.set_input_files("#upload input[type=file]",
                          files=[{"name": "beach.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
     _wait_src_change(page, "#upload-recon img", before)  # taken
+    _wait_src_change(page, "#upload-input img", seen)
     page.wait_for_function("() => document.querySelector('#upload-error').innerText.includes('landscape')")
+    # the model sees a square centre crop of the one-colour photo at its size: that colour, every pixel
+    shown = _shown(page, "#upload-input img")
+    assert shown.shape == (32, 32, 3) and (shown == (120, 160, 200)).all()
 
 
 def test_a_path_sent_by_a_client_is_never_read(browser_page, server, tmp_path):

@@ -5,6 +5,7 @@ import dataclasses
 
 import torch
 
+from facevae.api import FaceVAE
 from facevae.errors import FacevaeError
 from facevae.models import build_model
 from facevae.modelfiles.checkpoint import load_model, save_weights
@@ -14,7 +15,7 @@ from tests.conftest import tiny_config
 
 
 def test_sampler_fits_encode_on_the_models_device(fake_celeba, tmp_path, monkeypatch):
-    import facevae.tasks.encode as encode
+    import facevae.data.encode as encode
 
     cfg = tiny_config()
     model = build_model(cfg.model)
@@ -28,6 +29,6 @@ def test_sampler_fits_encode_on_the_models_device(fake_celeba, tmp_path, monkeyp
     monkeypatch.setattr(encode, "encode_images", encoder_sees)
     # "meta" stands in for cuda: any device but the CPU makes a mismatch visible
     loaded = dataclasses.replace(load_model(tmp_path / "run"), model=model.to("meta"))
-    samplers, note = load_samplers(loaded, fake_celeba, torch.device("meta"))
+    samplers, note = load_samplers(FaceVAE(loaded, data=fake_celeba))
     assert seen and all(d == torch.device("meta") for d in seen)
     assert list(samplers) == ["prior"] and "gaussian" in note

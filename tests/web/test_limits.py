@@ -18,11 +18,12 @@ def url():
     from facevae.config import RunConfig
     from facevae.models import build_model
     from facevae.web.page import build_app, launch
+    from facevae.api import FaceVAE
     from facevae.web.explorer import Explorer
     from facevae.web.handlers import Handlers
 
     cfg = RunConfig().override(["model.image_size=32", "model.widths=[8,16]", "model.latent_dim=4"])
-    demo = build_app(Handlers(Explorer(build_model(cfg.model).eval(), cfg), n_faces=4))
+    demo = build_app(Handlers(Explorer(FaceVAE.from_model(build_model(cfg.model), cfg)), n_faces=4))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

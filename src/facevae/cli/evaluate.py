@@ -41,6 +41,7 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a model: FID per sampler and for reconstructions, likelihood, PSNR/SSIM, latent health."""
+    from facevae.api import load
     from facevae.tasks.evaluate import EvalOptions, check_samplers
     from facevae.tasks.evaluate import evaluate as run_evaluate
 
@@ -54,7 +55,7 @@ def evaluate(
                        seed=seed, batch_size=batch_size, progress=progress)
     check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
     check_samplers(names)
-    m = run_evaluate(ckpt, data, out, opts)
+    m = run_evaluate(load(ckpt, device=device), data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
     typer.echo(f"report: {out / 'index.html'}")
@@ -70,14 +71,15 @@ def _clustering(part: dict) -> str:
 
 def summary_lines(m: dict) -> list[str]:
     """One line per headline figure, each with its counts."""
+    from facevae.viz.report import reconstruction_fid_note, sample_fid_note
+
     lines = []
     fid = m.get("fid", {})
     for name, f in fid.get("samplers", {}).items():
-        lines.append(f"FID {name}: {f['fid']:.2f} ({f['count']} samples vs {f['reference_count']} "
-                     f"{f['reference_split']} images)")
+        lines.append(f"FID {name}: {f['fid']:.2f} ({sample_fid_note(f)})")
     if "reconstructions" in fid:
         f = fid["reconstructions"]
-        lines.append(f"FID reconstructions: {f['fid']:.2f} ({f['count']} vs {f['reference_count']} originals)")
+        lines.append(f"FID reconstructions: {f['fid']:.2f} ({reconstruction_fid_note(f, f['reference_split'])})")
     if "reference" in fid:
         ref = fid["reference"]
         where = (f"committed statistics {ref['file']}" if ref.get("source") == "committed"
@@ -91,10 +93,21 @@ def summary_lines(m: dict) -> list[str]:
                      f"{iw['bits_per_dim']:.4f} bits/dim; negative ELBO {el['nats']:.1f} nats = "
                      f"{el['bits_per_dim']:.4f} bits/dim ({lk['images']} images{_clustering(lk)})")
         lines.append(f"  bits/dim caveat: {lk['bits_per_dim_caveat']}")
-    r, lt = m["reconstruction"], m["latent"]
+    r = m["reconstruction"]
     psnr_se = r.get("psnr_db_stderr_by_identity", r["psnr_db_stderr"])
     lines.append(f"reconstruction: MSE {r['mse']:.5f}, PSNR {r['psnr_db']:.2f} +- {_num(psnr_se, 2)} dB, "
                  f"SSIM {r['ssim']:.4f} ({r['images']} images{_clustering(r)})")
-    lines.append(f"latent: {lt['active_units']}/{lt['latent_dim']} active units, aggregate KL "
-                 f"{lt['aggregate_kl'] if isinstance(lt['aggregate_kl'], str) else round(lt['aggregate_kl'], 2)} nats")
+    return lines + latent_lines(m["latent"])
+
+
+def latent_lines(lt: dict) -> list[str]:
+    """Active units and both KL figures, each named by what it measures: a bare "KL" invites comparing them."""
+    from facevae.metrics.latent_health import AGGREGATE_KL, PER_IMAGE_KL
+
+    lines = [f"latent: {lt['active_units']}/{lt['latent_dim']} active units"]
+    if lt.get("kl"):
+        lines.append(f"  per-image KL: {lt['kl']['total']:.1f} nats ({PER_IMAGE_KL})")
+    aggregate = lt["aggregate_kl"]
+    value = aggregate if isinstance(aggregate, str) else _num(aggregate, 2)  # "inf": a singular covariance
+    lines.append(f"  aggregate-posterior KL: {value} nats ({AGGREGATE_KL})")
     return lines

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.train_generate import CkptOpt, DeviceOpt, check_out_file, build_config
+from facevae.cli.train_generate import CkptOpt, DecoderOpt, DeviceOpt, check_out_file, build_config
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
 
@@ -38,12 +38,15 @@ def latents(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """How the model uses its latent space: histograms, KL per dimension, active units, a PCA map."""
+    from facevae.api import load
+    from facevae.metrics.latent_health import PER_IMAGE_KL
     from facevae.tasks.latents import latent_report
 
     check_writable(out, folder=True)
-    report = latent_report(ckpt, data, out, split=split, attribute=attribute or None, threshold=threshold,
-                           device=device, progress=progress)
-    kl = f", total KL {report['total_kl']:.1f} nats" if report["total_kl"] is not None else ""
+    report = latent_report(load(ckpt, device=device), data, out, split=split, attribute=attribute or None,
+                           threshold=threshold, progress=progress)
+    kl = (f", per-image KL {report['total_kl']:.1f} nats ({PER_IMAGE_KL})" if report["total_kl"] is not None
+          else "")
     typer.echo(f"{report['active_units']} of {report['latent_dim']} latent units active{kl}; "
                f"wrote {', '.join(report['figures'].values())} and latents.json to {out}")
 
@@ -80,26 +83,22 @@ def edit(
     scale: int = typer.Option(1, "--scale", min=1, max=8, help="Enlarge the faces in the grid this many times."),
     out: Path = typer.Option(Path("edit.png"), "--out", help="Grid PNG to write."),
     device: str = DeviceOpt,
+    decoder: str = DecoderOpt,
 ) -> None:
     """Edit faces along CelebA attribute directions: rows are faces, columns are strengths."""
-    import torch
-
-    from facevae.latent.attributes import parse_attribute_weights, parse_strengths
+    from facevae.api import load
+    from facevae.cli.parsing import parse_attribute_weights, parse_strengths
     from facevae.tasks.edit import edit_faces
+    from facevae.viz.face_grids import edit_grid
     from facevae.viz.grid import save_image
-    from facevae.viz.latent_plots import labelled_grid, strength_label
 
     check_out_file(out)
     weights = parse_attribute_weights(attribute)
     values = parse_strengths(strengths)
-    result = edit_faces(ckpt, weights, values, images=images, data=data, split=split, n=n,
-                        attr_data=attr_data, device=device)
-    cells, labels = result.faces, [strength_label(s) for s in values]
-    if originals:
-        cells = torch.cat([result.originals.unsqueeze(1), cells], dim=1)
-        labels = ["input", *labels]
-    save_image(labelled_grid(cells, labels, title=f"edit: {result.title}", scale=scale), out)
-    typer.echo(f"wrote {len(result.originals)} faces x {len(values)} strengths to {out}")
+    vae = load(ckpt, device=device, decoder=decoder)
+    result = edit_faces(vae, weights, values, images=images, data=data, split=split, n=n, attr_data=attr_data)
+    save_image(edit_grid(result.faces, values, result.title, result.originals if originals else None, scale), out)
+    typer.echo(f"wrote {_count(len(result.originals), 'face')} x {_count(len(values), 'strength')} to {out}")
 
 
 @app.command()
@@ -118,29 +117,24 @@ def interpolate(
     gif: Optional[Path] = typer.Option(None, "--gif", help="Also write an animated GIF (ping-pong loop)."),
     fps: float = typer.Option(8.0, "--fps", min=0.1, max=50.0, help="GIF frames per second."),
     device: str = DeviceOpt,
+    decoder: str = DecoderOpt,
 ) -> None:
     """Walk between two faces (posterior means of two images) or two random codes, as a grid and a GIF."""
-    import torch
-
+    from facevae.api import load
     from facevae.tasks.interpolate import interpolate_faces
+    from facevae.viz.face_grids import interpolation_grid
     from facevae.viz.gif import pingpong, resize, save_gif
     from facevae.viz.grid import make_grid, save_image
-    from facevae.viz.latent_plots import labelled_grid
 
     check_out_file(out)
     if gif is not None:  # every output is checked before any is written
         if gif.suffix.lower() != ".gif":
             raise FacevaeError(f"--gif {gif} must end in .gif")
         check_writable(gif, "--gif")
-    faces, originals = interpolate_faces(ckpt, images=[*images, *(more_images or [])], seed=seed, pairs=pairs, mode=mode, steps=steps,
-                                         device=device)
-    rows = faces.transpose(0, 1)  # (pairs, steps, ...)
-    labels = [f"{t:.2f}".rstrip("0").rstrip(".") if 0 < t < 1 else str(int(t))
-              for t in (i / (steps - 1) for i in range(steps))]
-    if originals is not None:
-        rows = torch.cat([originals[:1].unsqueeze(0), rows, originals[1:].unsqueeze(0)], dim=1)
-        labels = ["A", *labels, "B"]
-    save_image(labelled_grid(rows, labels, title=f"{mode} interpolation, t =", scale=scale), out)
+    vae = load(ckpt, device=device, decoder=decoder)
+    faces, originals = interpolate_faces(vae, images=[*images, *(more_images or [])], seed=seed, pairs=pairs,
+                                         mode=mode, steps=steps)
+    save_image(interpolation_grid(faces, mode, originals, scale), out)
     written = [str(out)]
     if gif is not None:
         grids = [make_grid(f, nrow=len(f)) for f in faces]
@@ -161,12 +155,15 @@ def progress(
                                          "first and last included (default: every epoch)."),
 ) -> None:
     """An animated GIF of a run's per-epoch reconstruction grids, each captioned with its epoch."""
+    from facevae.runfolder import RunFolder
     from facevae.viz.gif import progress_gif
 
     if out.suffix.lower() != ".gif" or out.is_dir():
         raise FacevaeError(f"--out {out} must be a file name ending in .gif")
+    if not run.is_dir():
+        raise FacevaeError(f"run folder {run} does not exist: pass the --out folder of `facevae train`")
     check_writable(out)
-    epochs = progress_gif(run, out, fps=fps, width=width, frames=frames)
+    epochs = progress_gif(RunFolder(run).recon_dir, out, fps=fps, width=width, frames=frames)
     plural = "s" if len(epochs) != 1 else ""
     typer.echo(f"wrote {len(epochs)} epoch{plural} ({epochs[0]} to {epochs[-1]}, numbered as in metrics.jsonl) to {out}")
 
@@ -206,3 +203,8 @@ def compare(
     numbers = "; ".join(f"{m}: " + ", ".join(f"{k} {v:.4g}" for k, v in vals.items())
                         for m, vals in report["metrics"].items())
     typer.echo(f"wrote {out / report['figure']} ({numbers})")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 face', '3 faces'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -8,12 +8,13 @@ from typing import Optional
 import typer
 
 from facevae.cli.app import app
+from facevae.cli.train_generate import CkptOpt, DecoderOpt, DeviceOpt
 from facevae.errors import FacevaeError
 
 
 @app.command()
 def serve(
-    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model."),
+    ckpt: Optional[Path] = CkptOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; the default lets only this machine in."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
     data: Optional[Path] = typer.Option(None, "--data", envvar="FACEVAE_DATA",
@@ -24,7 +25,8 @@ def serve(
     threads: int = typer.Option(1, "--threads", min=0,
                                 help="CPU threads per request after start-up (0 = PyTorch's default); "
                                      "one is fastest for single 64 px decodes on a shared machine."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = DeviceOpt,
+    decoder: str = DecoderOpt,
 ) -> None:
     """Serve a local web page: random faces, attribute sliders, interpolation, your own photos."""
     import torch
@@ -36,7 +38,7 @@ def serve(
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    explorer = Explorer.load(ckpt, data=data, device=device, components=components,
+    explorer = Explorer.load(ckpt, data=data, device=device, components=components, decoder=decoder,
                              log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)

@@ -11,8 +11,11 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
 
-CkptOpt = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model.")
+CkptOpt = typer.Option(None, "--ckpt", help="Run folder, .safetensors weights, exported Hub folder, Hub repo id or "
+                        "bundled name (celeba64); default: the bundled model.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+DecoderOpt = typer.Option("auto", "--decoder", help="sharp (fine-tuned for sharp faces), likelihood (the model's "
+                          "own) or auto: sharp where the model has one.")
 
 
 def build_config(config: Optional[Path], sets: list[str], epochs: Optional[int], max_steps: Optional[int],
@@ -68,18 +71,17 @@ def sample(
     components: int = typer.Option(10, "--components", min=1, help="GMM components (--sampler gmm)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data to fit a sampler on, when none is stored yet."),
     device: str = DeviceOpt,
+    decoder: str = DecoderOpt,
 ) -> None:
     """Generate new faces and write them as a grid PNG."""
-    from facevae.tasks.generate import generate
-    from facevae.modelfiles.checkpoint import read_config
+    from facevae.api import load
     from facevae.viz.grid import save_grid
 
     check_out_file(out)
-    check_grid_size(n, read_config(ckpt).model.image_size)
-    images = generate(ckpt, n=n, seed=seed, temperature=temperature, sampler=sampler, components=components,
-                      data=data, device=device)
-    save_grid(images, out)
-    typer.echo(f"wrote {n} faces to {out}")
+    vae = load(ckpt, device=device, data=data, decoder=decoder)
+    check_grid_size(n, vae.image_size)
+    save_grid(vae.sample(n, sampler=sampler, temperature=temperature, seed=seed, components=components), out)
+    typer.echo(f"wrote {n} face{'s' if n != 1 else ''} to {out}")
 
 
 @app.command()
@@ -91,17 +93,21 @@ def reconstruct(
     n: int = typer.Option(8, "--n", min=1, max=1024, help="Images to take from --data."),
     out: Path = typer.Option(Path("reconstructions.png"), "--out", help="PNG: originals above reconstructions."),
     device: str = DeviceOpt,
+    decoder: str = DecoderOpt,
 ) -> None:
     """Reconstruct faces: originals above their reconstructions."""
+    from facevae.api import load
     from facevae.tasks.generate import reconstruct as run_reconstruct
     from facevae.viz.grid import pairs_grid, save_image
 
     if bool(images) == bool(data):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
     check_out_file(out)
-    originals, recons = run_reconstruct(ckpt, images=images, data=data, split=split, n=n, device=device)
+    vae = load(ckpt, device=device, decoder=decoder)
+    originals, recons = run_reconstruct(vae, images=images, data=data, split=split, n=n)
     save_image(pairs_grid(originals, recons), out)
-    typer.echo(f"wrote {len(originals)} reconstructions to {out}")
+    k = len(originals)
+    typer.echo(f"wrote {k} reconstruction{'s' if k != 1 else ''} (originals above) to {out}")
 
 
 # one grid PNG of at most 4096 faces of 64x64 (a 4096x4096 image): the faces, held as floats

@@ -59,8 +59,10 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "sle
     if mode not in INTERPOLATIONS:
         raise FacevaeError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATIONS)}")
     if steps < 2:
-        raise FacevaeError(f"--steps must be at least 2 (the two endpoints), got {steps}")
+        raise FacevaeError(f"an interpolation needs at least 2 steps (the two ends), got {steps}")
     if z0.shape != z1.shape:
         raise FacevaeError(f"latent codes have different shapes {tuple(z0.shape)} and {tuple(z1.shape)}")
+    if not (torch.isfinite(z0).all() and torch.isfinite(z1).all()):
+        raise FacevaeError("the ends of an interpolation must be finite codes (they hold NaN or inf)")
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
     return INTERPOLATIONS[mode](z0.double(), z1.double(), t).to(z0.dtype)

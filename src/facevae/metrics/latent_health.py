@@ -1,7 +1,7 @@
 """Latent health: active units, KL per dimension, and aggregate posterior versus prior.
 
 Inputs are the posterior means mu_n and log-variances log s2_n of N images
-(N x L), as `facevae.tasks.encode.encode_images` returns them. Activity and KL
+(N x L), as `facevae.data.encode.encode_images` returns them. Activity and KL
 per dimension come from the latent toolkit (`facevae.latent.stats`); this
 module adds their summary and the aggregate-posterior mismatch.
 
@@ -28,6 +28,11 @@ from facevae.errors import FacevaeError
 from facevae.latent.stats import ACTIVE_THRESHOLD, kl_per_dim, latent_activity
 
 KL_THRESHOLD = 0.01  # nats per dimension
+
+# What each KL figure measures, in the words every command prints it with (evaluate, latents):
+# the per-image figure is many times the aggregate one, so a bare "KL" invites comparing them.
+PER_IMAGE_KL = "the mean over images of KL(q(z|x) || p(z)), summed over dimensions"
+AGGREGATE_KL = "KL(N(m, S) || N(0, I)) for the mean m and covariance S of the aggregate posterior q(z)"
 
 
 def aggregate_moments(means: torch.Tensor, logvars: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

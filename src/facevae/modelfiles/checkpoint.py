@@ -22,14 +22,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load, load_file, safe_open, save_file
 
 from facevae.config import RunConfig
-from facevae.errors import FacevaeError
+from facevae.errors import FacevaeError, did_you_mean
 from facevae.io import atomic_write
+from facevae.modelfiles.device import memory_of
+from facevae.models.size import check_fits
 from facevae.models.vae import VAE, build_model
 
-CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
-CONFIG = "config.yaml"
-BUNDLED = "celeba64"
+# the run-folder names live in facevae.runfolder; re-exported here, where most modules import them
+from facevae.runfolder import CHECKPOINT, CONFIG, WEIGHTS  # noqa: E402
+BUNDLED = "celeba64"  # the default model
+BUNDLED_NAMES = ("celeba64",)  # models shipped in facevae/pretrained/<name>.safetensors
 CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see modelfiles.pretrained)
 MODEL_TYPE = "facevae"
 
@@ -96,6 +98,21 @@ def save_checkpoint(run_dir: Path, cfg: RunConfig, model_state: dict, state: dic
                  {"step": str(state.get("step", 0))})
 
 
+def save_state(path: Path, cfg: RunConfig, state: dict) -> None:
+    """Any nested training state (module and optimizer dicts, counters) as one safetensors file, atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta = {"config": cfg.to_yaml(), "state": json.dumps(flatten(state, tensors, "state"))}
+    atomic_write(Path(path), lambda tmp: _save_file(tensors, tmp, meta))
+
+
+def load_state(path: Path) -> tuple[RunConfig, dict]:
+    """(config, state) of a `save_state` file."""
+    tensors, meta = _open(Path(path))
+    if "config" not in meta or "state" not in meta:
+        raise FacevaeError(f"{path} is not a facevae state file: delete it to start afresh")
+    return RunConfig.from_yaml(meta["config"]), unflatten(json.loads(meta["state"]), tensors)
+
+
 def save_weights(path: Path, cfg: RunConfig, model_state: dict, extra: dict[str, str] | None = None,
                  dtype: torch.dtype | None = None) -> None:
     tensors = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).detach().cpu().contiguous()
@@ -129,16 +146,26 @@ def load_checkpoint(run_dir: Path) -> tuple[RunConfig, dict, dict, dict | None]:
     return cfg, model_state, state, ema
 
 
-def bundled_weights() -> Path:
-    return Path(str(resources.files("facevae") / "pretrained" / f"{BUNDLED}.safetensors"))
+def bundled_weights(name: str = BUNDLED) -> Path:
+    """The weights file of a model shipped inside the package, by its name."""
+    if name not in BUNDLED_NAMES:
+        raise FacevaeError(f"no bundled model is called {name!r}{did_you_mean(name, BUNDLED_NAMES)}; "
+                           f"the bundled models are: {', '.join(BUNDLED_NAMES)}")
+    return Path(str(resources.files("facevae") / "pretrained" / f"{name}.safetensors"))
+
+
+def is_bundled_name(ckpt: str | Path | None) -> bool:
+    """Whether `ckpt` names a bundled model rather than a path (an existing path always wins)."""
+    return ckpt is None or str(ckpt) == "" or (str(ckpt) in BUNDLED_NAMES and not Path(str(ckpt)).exists())
 
 
 def resolve_weights(ckpt: str | Path | None) -> Path:
-    """A run folder, a weights file, or None for the bundled model -> the weights file."""
-    if ckpt is None or str(ckpt) == "":
-        path = bundled_weights()
+    """A run folder, a weights file, a bundled name, or None for the default bundled model -> the weights file."""
+    if is_bundled_name(ckpt):
+        path = bundled_weights(str(ckpt or BUNDLED))
         if not path.is_file():
-            raise FacevaeError("the bundled model is missing from this install: reinstall facevae or pass --ckpt RUN")
+            raise FacevaeError(f"the bundled model {path.stem} is missing from this install: "
+                               "reinstall facevae or pass --ckpt RUN")
         return path
     path = Path(ckpt).expanduser()
     if path.is_dir():
@@ -147,7 +174,8 @@ def resolve_weights(ckpt: str | Path | None) -> Path:
             raise FacevaeError(f"{ckpt} holds no {WEIGHTS}: is it a facevae run folder that finished a checkpoint?")
         return path
     if not path.exists():
-        raise FacevaeError(f"checkpoint {ckpt} does not exist: pass a run folder or a .safetensors file")
+        raise FacevaeError(f"checkpoint {ckpt} does not exist: pass a run folder, a .safetensors file or a bundled "
+                           f"name ({', '.join(BUNDLED_NAMES)})")
     return path
 
 
@@ -194,16 +222,17 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     if bad is not None:
         raise FacevaeError(f"weights in {path} are not finite ({bad} holds NaN or inf): the run diverged; "
                            "pick an earlier checkpoint or retrain with a lower train.lr")
+    check_fits(cfg.model, memory_of(torch.device("cpu"))[0])  # the model is built on the CPU first
     model = build_model(cfg.model)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     except RuntimeError:
         raise FacevaeError(f"weights in {path} do not match the model its config describes: the file is damaged") from None
-    bundled = path.resolve() == bundled_weights().resolve()
+    bundled = path.resolve().parent == bundled_weights().resolve().parent
     step = meta.get("step")
     return Checkpoint(model.to(device).eval(), cfg, path, None if bundled else path.parent,
                       hashlib.sha1(data).hexdigest(), bundled, int(step) if step is not None else None,
-                      "bundled" if ckpt is None or str(ckpt) == "" else str(ckpt))
+                      "bundled" if is_bundled_name(ckpt) else str(ckpt))
 
 
 def _metadata(data: bytes) -> dict[str, str]:

@@ -9,6 +9,9 @@ weights file also carries the config in its metadata, like a run's
 from __future__ import annotations
 
 import json
+import os
+import re
+from importlib.metadata import PackageNotFoundError, metadata
 from pathlib import Path
 
 import torch
@@ -17,10 +20,12 @@ from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text
 from facevae.models.vae import VAE
-from facevae.modelfiles.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json, load_model,
-                                        save_weights)
+from facevae.modelfiles.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json,
+                                          is_bundled_name, load_model, save_weights)
+from facevae.runfolder import RunFolder
 
 CARD = "README.md"
+BUNDLED_METRICS = "metrics.json"  # <name>.metrics.json beside a bundled model's weights: what was measured on it
 EVALUATED = ("fid", "likelihood", "reconstruction")  # sections of evaluate's metrics.json a card quotes
 
 
@@ -35,10 +40,20 @@ def save_pretrained(model: VAE, cfg: RunConfig, folder: str | Path) -> Path:
 
 def from_pretrained(dir_or_repo_id: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """The model (a Checkpoint: .model, .config) from a local folder or, when no such folder exists, a Hub repo id."""
-    path = Path(dir_or_repo_id).expanduser()
-    if not path.exists():
-        path = _download(str(dir_or_repo_id))
-    return load_model(path, device)
+    return load_model(resolve_source(dir_or_repo_id), device)
+
+
+# what the Hub accepts as a repo id: "owner/name", letters, digits, '-', '_' and '.'
+HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*/[\w.-]+")
+
+
+def resolve_source(source: str | Path | None) -> str | Path | None:
+    """What `load_model` reads for a model source: an existing path or a bundled name as is, a Hub id downloaded."""
+    text = str(source or "")
+    if is_bundled_name(source) or Path(text).expanduser().exists() or not HUB_ID.fullmatch(text) \
+            or text.endswith(".safetensors"):
+        return source  # load_model says what is wrong with a path that is not there
+    return _download(text)
 
 
 def _download(repo_id: str) -> Path:
@@ -50,8 +65,9 @@ def _download(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_JSON, WEIGHTS, CARD]))
     except Exception as e:  # the Hub client raises many kinds (network, auth, bad id); all mean "not reachable"
-        raise FacevaeError(f"cannot fetch {repo_id} from the Hugging Face Hub ({type(e).__name__}): "
-                           "check the repo id and the network, or pass a local folder") from None
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ""
+        raise FacevaeError(f"{repo_id} is no local path, and fetching it from the Hugging Face Hub failed{offline} "
+                           f"({type(e).__name__}): check the path, or the repo id and the network") from None
 
 
 def check_export_dir(folder: Path) -> None:
@@ -65,14 +81,19 @@ def export(ckpt: str | Path | None, out: str | Path) -> Path:
     """A run (or the bundled model) as a Hub folder with a model card; returns the folder."""
     out = Path(out).expanduser()
     check_export_dir(out)
-    loaded = load_model(ckpt)
+    loaded = load_model(resolve_source(ckpt))
     save_pretrained(loaded.model, loaded.config, out)
-    atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir))
+    atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir,
+                                             bundled=loaded if loaded.is_bundled else None))
     return out
 
 
-def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None) -> str:
-    """README.md for the Hub: front matter, then training data, config, metrics and licence."""
+def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None, bundled: Checkpoint | None = None) -> str:
+    """README.md for the Hub: front matter, then training data, config, metrics and licence.
+
+    The metrics come from the run folder, or for the bundled model (`bundled`) from the
+    measurements shipped beside its weights.
+    """
     m = cfg.model
     params = sum(p.numel() for p in model.parameters())
     lines = [
@@ -80,13 +101,13 @@ def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None) -> str:
         "datasets:", "- celeba", "tags:", "- vae", "- faces", "- image-generation", "---", "",
         f"# facevae {m.kind.upper()} ({m.image_size}x{m.image_size}, {m.latent_dim}-dim latent)", "",
         f"A {'variational autoencoder' if m.kind == 'vae' else 'plain autoencoder'} for faces trained with "
-        f"[facevae](https://github.com/), {params:,} parameters.", "",
+        f"{_facevae_link()}, {params:,} parameters.", "",
         "```bash", "facevae sample --ckpt THIS_FOLDER --n 64 --out faces.png", "```", "",
         "## Training data", "",
         f"CelebA aligned faces (train partition), center crop {cfg.data.crop}, resized to "
         f"{m.image_size}x{m.image_size}{', random horizontal flips' if cfg.data.flip else ''}.", "",
         "## Config", "", "```yaml", cfg.to_yaml().rstrip(), "```", "",
-        "## Metrics", "", *_metric_lines(run_dir), "",
+        "## Metrics", "", *(_bundled_metric_lines(bundled) if bundled else _metric_lines(run_dir)), "",
         "## Licence", "",
         "CelebA is licensed for non-commercial research purposes only; so are these weights, "
         "which were trained on it. The facevae code is MIT-licensed.", "",
@@ -94,8 +115,35 @@ def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None) -> str:
     return "\n".join(lines)
 
 
+def _facevae_link() -> str:
+    """facevae, linked to the project's page when its metadata ([project.urls] in pyproject.toml) names one."""
+    url = _project_url()
+    return f"[facevae]({url})" if url else "facevae"
+
+
+def _project_url() -> str | None:
+    try:
+        urls = metadata("facevae").get_all("Project-URL") or []  # "Label, https://..." per [project.urls] entry
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return None
+    return urls[0].split(",", 1)[-1].strip() if urls else None
+
+
+def _bundled_metric_lines(ckpt: Checkpoint) -> list[str]:
+    """The measurements shipped beside a bundled model's weights (<name>.metrics.json), if taken on these weights."""
+    path = ckpt.weights.with_name(f"{ckpt.weights.stem}.{BUNDLED_METRICS}")
+    try:
+        shipped = json.loads(path.read_text())
+    except (OSError, ValueError):
+        shipped = {}
+    if shipped.get("weights_id") != ckpt.weights_id:  # measured on other weights: quoting them would mislead
+        return ["No metrics were recorded with this model."]
+    lines = [f"Measured on these weights (`{ckpt.weights_id}`); {shipped['source']}:", ""]
+    return lines + [f"- {r['name']}: {r['value']:.2f} ({r['protocol']})" for r in shipped["metrics"]]
+
+
 def _metric_lines(run_dir: Path | None) -> list[str]:
-    rows = _last_epoch_row(run_dir / "metrics.jsonl") if run_dir else {}
+    rows = _last_epoch_row(RunFolder(run_dir).metrics) if run_dir else {}
     lines = [f"- {k}: {v:.4g}" for k, v in rows.items() if k.startswith("val_") and isinstance(v, (int, float))]
     if rows:
         lines.insert(0, f"Validation losses (nats per image) at step {rows.get('step', '?')}:")
@@ -120,7 +168,7 @@ def _last_epoch_row(path: Path) -> dict:
 
 def _evaluated(run_dir: Path | None) -> dict[str, float]:
     """Top-level numbers of `facevae evaluate --out RUN/eval`, when it was run there."""
-    path = run_dir / "eval" / "metrics.json" if run_dir else None
+    path = RunFolder(run_dir).eval_metrics if run_dir else None
     if path is None or not path.is_file():
         return {}
     try:

@@ -104,7 +104,7 @@ class VAE(nn.Module):
         return VAEOutput(posterior, z, self.decoder(z), self.log_sigma)
 
 
-# the names config.CHOICES checks model.kind and model.block against
+# the registries; config.CHOICES repeats their names as literals (tests/test_config.py keeps them equal)
 MODEL_KINDS = ("vae", "ae")
 BLOCKS = ("conv", "resnet")
 

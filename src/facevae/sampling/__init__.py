@@ -3,7 +3,7 @@
     sampler = build_sampler("gmm", latent_dim=128, components=10).fit(posterior_means)
     z = sampler.sample(64, torch.Generator().manual_seed(0), temperature=0.8)
 
-Files are `facevae.tasks.sampler_files`'s business (save_sampler, load_sampler).
+Files are `facevae.modelfiles.sampler_files`'s business (save_sampler, load_sampler).
 """
 from facevae.sampling.base import Sampler
 from facevae.sampling.diffusion import DiffusionSampler

@@ -1,7 +1,7 @@
 """The `Sampler` interface: fit on posterior means, then draw latent codes.
 
 A sampler holds only tensors (`state_dict`) plus JSON-able constructor options
-(`options`); writing them to disk is `facevae.tasks.sampler_files`'s job, never the sampler's.
+(`options`); writing them to disk is `facevae.modelfiles.sampler_files`'s job, never the sampler's.
 Temperature is an argument of each `sample` call, not sampler state, so one fitted
 sampler serves callers (web sessions, threads) that want different temperatures.
 """

@@ -91,11 +91,10 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
                    device: str = "auto", progress: bool = True) -> tuple[dict, dict]:
     """(panels[column][row] uint8 grids, metrics[column][name])."""
     from facevae.data import load_images, open_dataset
-    from facevae.tasks.generate import decode_batched
-    from facevae.tasks.encode import encode_images
-    from facevae.sampling import build_sampler
-    from facevae.modelfiles.checkpoint import load_model
+    from facevae.api import load
+    from facevae.data.encode import encode_images
     from facevae.modelfiles.device import resolve_device
+    from facevae.sampling import build_sampler
     from facevae.viz.grid import pairs_grid
     from facevae.viz.latent_plots import face_grid
 
@@ -104,8 +103,8 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
     panels, metrics = {}, {}
     per_row = n // 2 if n > 1 else 1
     for name, run_dir in runs.items():
-        loaded = load_model(run_dir, dev)
-        model, cfg = loaded.model, loaded.config
+        vae = load(run_dir, device=str(dev))
+        model, cfg = vae.model, vae.config
         images = load_images(ds, cfg, progress=progress)
         valid = torch.from_numpy(images[ds.split_indices("valid")])
         train_images = torch.from_numpy(images[ds.split_indices("train")])
@@ -119,9 +118,9 @@ def compare_panels(data: str | Path, runs: dict[str, Path], *, n: int = 16, comp
                 sampler.fit(means)
             # one seed for both columns: the same noise through each model
             z = sampler.sample(n, generator=torch.Generator().manual_seed(seed))
-            ctx.samples[row] = decode_batched(model, z.float().to(dev))
+            ctx.samples[row] = vae.decode(z)
         x = valid[:per_row].float().div(255)
-        recon = model(x.to(dev), sample=False).recon.float().cpu()
+        recon = vae.reconstruct(x)
         panels[name] = {"recon": pairs_grid(x, recon, per_row=per_row),
                         **{row: face_grid(img, nrow=per_row) for row, img in ctx.samples.items()}}
         metrics[name] = {metric: fn(ctx) for metric, fn in COMPARE_METRICS.items()}

@@ -46,6 +46,8 @@ from facevae.metrics.stderr import identity_clusters
 from facevae.models.vae import VAE
 from facevae.phase import fit_line, phase
 from facevae.modelfiles.checkpoint import Checkpoint
+from facevae.runfolder import EVAL_METRICS
+from facevae.tasks.generate import ModelLike, as_model
 from facevae.viz.grid import to_uint8
 
 REFERENCE_SEED = 0  # the real-image subsets never depend on the evaluation seed, so cached stats are shared
@@ -242,7 +244,7 @@ def reference_stats(ds: FaceDataset, images: np.ndarray, split: str, count: int,
 def training_latents(ckpt: Checkpoint, ds: FaceDataset, images: np.ndarray, count: int,
                      device: torch.device) -> torch.Tensor:
     """Posterior means of `count` training images (all when 0), cached under FACEVAE_CACHE/eval."""
-    from facevae.tasks.encode import cached_latents
+    from facevae.data.encode import cached_latents
 
     cfg = ckpt.config
     idx = subset(ds.split_indices("train"), count)
@@ -258,7 +260,7 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
                     device: torch.device) -> dict[str, tuple[Any, str]]:
     """name -> (fitted sampler, where it came from)."""
     from facevae.sampling import build_sampler
-    from facevae.tasks.store import fit_options, get_sampler
+    from facevae.modelfiles.samplers import fit_options, get_sampler
 
     cfg = ckpt.config
     out: dict[str, tuple[Any, str]] = {}
@@ -272,7 +274,7 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
             stored = get_sampler(ckpt, name=name, components=opts.components, data=data, device=device,
                                  progress=opts.progress)
             out[name] = (stored, "fitted on the whole training split, stored beside the checkpoint "
-                                 "(facevae.tasks.store)")
+                                 "(facevae.modelfiles.samplers)")
             continue
         if latents is None:
             latents = training_latents(ckpt, ds, images, opts.fit_images, device)
@@ -322,21 +324,19 @@ def _check_options(opts: EvalOptions) -> None:
     check_samplers(tuple(opts.samplers))
 
 
-def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
+def evaluate(model: ModelLike, data: str | Path, out: str | Path, opts: EvalOptions = EvalOptions()) -> dict:
     """Run every evaluation, write metrics.json, pictures and index.html into `out`; return the metrics."""
-    from facevae.tasks.encode import encode_images
+    from facevae.data.encode import encode_images
     from facevae.metrics.latent_health import latent_health
     from facevae.metrics.recon import reconstruct_uint8, recon_metrics
-    from facevae.modelfiles.checkpoint import load_model
-    from facevae.modelfiles.device import resolve_device
     from facevae.viz import report
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FacevaeError(f"--out {out} is a file: give a folder for metrics.json and the report")
     _check_options(opts)
-    dev = resolve_device(opts.device)
-    loaded = load_model(ckpt, dev)
+    vae = as_model(model, opts.device)
+    loaded, dev = vae.checkpoint, vae.device
     model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(opts.inception, dev) if opts.fid_samples else None  # fail before any work
     clock = _Clock(progress=opts.progress)
@@ -381,7 +381,7 @@ def evaluate(ckpt: str | Path | None, data: str | Path, out: str | Path, opts: E
         "files": files,
     }
     metrics = _jsonable(metrics)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    atomic_write_text(out / EVAL_METRICS, json.dumps(metrics, indent=1) + "\n")  # the model card reads RUN/eval/
     report.render_report(metrics, out)
     return metrics
 
@@ -441,7 +441,8 @@ def cpu_time_warning(opts: EvalOptions, dev: torch.device, reference_shipped: bo
     if fast < 10:
         return None
     return (f"warning: FID here sends about {images:,} images through Inception on the CPU: {fast:,.0f} to "
-            f"{slow:,.0f} minutes (4 to 12 images/s on 2 cores). Quicker: {QUICK_FLAGS}, or --device cuda")
+            f"{slow:,.0f} minutes (4 to 12 images/s on 2 cores). Quicker: {QUICK_FLAGS} (a quick FID, not "
+            "comparable with FID-10k), or --device cuda")
 
 
 def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionFeatures,

@@ -1,44 +1,44 @@
-"""Python API for generating and reconstructing faces with a trained model."""
+"""Faces from a model in one call each: new faces, reconstructions, and the images they start from.
+
+Each task takes a loaded `FaceVAE` (or anything `facevae.load` takes, loaded once here).
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 
-from facevae.data import load_image, open_dataset
+from facevae.api import FaceVAE, load
+from facevae.data import open_dataset
+from facevae.data.photos import photo_array
 from facevae.errors import FacevaeError
-from facevae.models.forward import batched
-from facevae.models.vae import VAE
-from facevae.modelfiles.checkpoint import load_model
-from facevae.modelfiles.device import resolve_device
+
+ModelLike = Union[FaceVAE, str, Path, None]
 
 
-def decode_batched(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """Latents to float images in [0, 1] on the CPU (decoded on z's device)."""
-    return batched(lambda b: model.decode(b).float(), z, z.device)
+def as_model(model: ModelLike, device: str = "auto", data: str | Path | None = None) -> FaceVAE:
+    """`model` itself, or the model a source names, loaded once; `data` fits what it lacks."""
+    if not isinstance(model, FaceVAE):
+        return load(model, device=device, data=data)
+    if data is not None:
+        model.data = data
+    return model
 
 
-def generate(ckpt: str | Path | None = None, *, n: int = 64, seed: int = 0, temperature: float = 1.0,
+def generate(model: ModelLike = None, *, n: int = 64, seed: int = 0, temperature: float = 1.0,
              sampler: str = "prior", components: int = 10, data: str | Path | None = None,
              device: str = "auto") -> torch.Tensor:
     """`n` new faces as float (n, 3, H, W) in [0, 1] from the prior or a fitted sampler."""
-    dev = resolve_device(device)
-    loaded = load_model(ckpt, dev)
-    model, cfg = loaded.model, loaded.config
-    from facevae.tasks.store import get_sampler
-
-    s = get_sampler(loaded, name=sampler, components=components, data=data, device=dev)
-    g = torch.Generator().manual_seed(seed)  # a CPU generator: the same seed, the same faces on CPU and GPU
-    z = s.sample(n, generator=g, temperature=temperature)
-    return decode_batched(model, z.to(dev))
+    return as_model(model, device, data).sample(n, sampler=sampler, temperature=temperature, seed=seed,
+                                                components=components)
 
 
 def read_images(paths: Sequence[str | Path], size: int, crop: int) -> torch.Tensor:
-    """Image files as uint8 (N, 3, size, size), cropped and resized like the training data."""
+    """Photos as uint8 (N, 3, size, size), read like every user photo (`data/photos.py`)."""
     if not paths:
         raise FacevaeError("no images given: pass --images FILE (repeatable)")
-    return torch.stack([torch.from_numpy(load_image(Path(p), size, crop)) for p in paths])
+    return torch.stack([torch.from_numpy(photo_array(p, size, crop)) for p in paths])
 
 
 def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
@@ -48,15 +48,19 @@ def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> 
     return read_images(ds.paths(idx), size, crop)
 
 
-@torch.no_grad()
-def reconstruct(ckpt: str | Path | None = None, *, images: Sequence[str | Path] = (), data: str | Path | None = None,
+def input_faces(vae: FaceVAE, images: Sequence[str | Path] = (), data: str | Path | None = None,
+                split: str = "valid", n: int = 8) -> torch.Tensor:
+    """Float (N, 3, H, W) in [0, 1]: the given photos, else the first `n` faces of a split of `data`."""
+    if bool(images) == (data is not None):
+        raise FacevaeError("give either --images FILE ... or --data DIR (with --split and --n), not both or neither")
+    size, crop = vae.image_size, vae.config.data.crop
+    x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
+    return x8.float().div(255)
+
+
+def reconstruct(model: ModelLike = None, *, images: Sequence[str | Path] = (), data: str | Path | None = None,
                 split: str = "valid", n: int = 8, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(originals, reconstructions), float in [0, 1] on the CPU; reconstructions decode the posterior mean."""
-    dev = resolve_device(device)
-    loaded = load_model(ckpt, dev)
-    model, cfg = loaded.model, loaded.config
-    size, crop = cfg.model.image_size, cfg.data.crop
-    x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
-    x = x8.float().div(255)
-    recon = batched(lambda b: model(b, sample=False).recon.float(), x, dev)
-    return x, recon
+    vae = as_model(model, device)
+    x = input_faces(vae, images, data, split, n)
+    return x, vae.reconstruct(x)

@@ -7,11 +7,11 @@ from typing import Sequence
 import torch
 
 from facevae.errors import FacevaeError
-from facevae.latent.interpolate import INTERPOLATIONS, interpolate
+from facevae.latent.interpolate import INTERPOLATIONS
+from facevae.tasks.generate import ModelLike, as_model, read_images
 
 
-@torch.no_grad()
-def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] = (), seed: int | None = None,
+def interpolate_faces(model: ModelLike, *, images: Sequence[str | Path] = (), seed: int | None = None,
                       pairs: int = 1, mode: str = "slerp", steps: int = 8,
                       device: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
     """(faces (steps, pairs, 3, H, W), originals (2, 3, H, W) or None), float in [0, 1] on the CPU.
@@ -19,10 +19,6 @@ def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] =
     With two images the path joins their posterior means (one pair); with a seed,
     `pairs` pairs of N(0, I) draws.
     """
-    from facevae.tasks.generate import decode_batched, read_images
-    from facevae.modelfiles.checkpoint import load_model
-    from facevae.modelfiles.device import resolve_device
-
     if bool(images) == (seed is not None):
         raise FacevaeError("give either --images A B or --seed S, not both or neither")
     if images and len(images) != 2:
@@ -30,18 +26,17 @@ def interpolate_faces(ckpt: str | Path | None, *, images: Sequence[str | Path] =
                            "--images A.jpg B.jpg")
     if mode not in INTERPOLATIONS:
         raise FacevaeError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATIONS)}")
-    dev = resolve_device(device)
-    loaded = load_model(ckpt, dev)
-    model, cfg = loaded.model, loaded.config
+    if steps < 2:
+        raise FacevaeError(f"--steps must be at least 2 (the two ends), got {steps}")
+    vae = as_model(model, device)
     originals = None
     if images:
-        originals = read_images(images, cfg.model.image_size, cfg.data.crop).float().div(255)
-        mu = model.encode(originals.to(dev)).mean.float().cpu()
-        z0, z1 = mu[:1], mu[1:]
+        originals = read_images(images, vae.image_size, vae.config.data.crop).float().div(255)
+        z = vae.encode(originals)
+        z0, z1 = z[:1], z[1:]
     else:
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(2, pairs, cfg.model.latent_dim, generator=g)
+        z = vae.sample_latents(2 * pairs, seed=seed).view(2, pairs, -1)
         z0, z1 = z[0], z[1]
-    path = interpolate(z0, z1, steps, mode)
-    faces = decode_batched(model, path.reshape(-1, path.shape[-1]).to(dev))
+    path = vae.interpolate(z0, z1, steps, mode)
+    faces = vae.decode(path.reshape(-1, path.shape[-1]))
     return faces.view(steps, len(z0), *faces.shape[1:]), originals

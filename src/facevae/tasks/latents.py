@@ -7,26 +7,24 @@ from pathlib import Path
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.tasks.generate import ModelLike, as_model
 from facevae.latent.stats import ACTIVE_THRESHOLD, summarize
 
 
-def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *, split: str = "valid",
+def latent_report(model: ModelLike, data: str | Path, out: str | Path, *, split: str = "valid",
                   attribute: str | None = "Smiling", threshold: float = ACTIVE_THRESHOLD,
                   device: str = "auto", progress: bool = True) -> dict:
     """Encode a split; write latents_{histograms,kl,pca}.png and latents.json into `out`; return the JSON."""
     from facevae.io import atomic_write_text
     from facevae.latent.attributes import attribute_index
-    from facevae.tasks.encode import encode_images, load_split
-    from facevae.modelfiles.checkpoint import load_model
-    from facevae.modelfiles.device import resolve_device
+    from facevae.data.encode import encode_images, load_split
     from facevae.viz import latent_plots
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FacevaeError(f"--out {out} is a file: give a folder for the figures and latents.json")
-    dev = resolve_device(device)
-    loaded = load_model(ckpt, dev)
-    model, cfg = loaded.model, loaded.config
+    vae = as_model(model, device)
+    model, cfg, dev = vae.model, vae.config, vae.device
     ds, idx, images = load_split(data, split, cfg, progress=progress)
     labels, attr_name = None, None
     if attribute:
@@ -43,7 +41,7 @@ def latent_report(ckpt: str | Path | None, data: str | Path, out: str | Path, *,
         "pca": latent_plots.plot_pca(summary.pca, summary.pca_ratio, labels, attr_name, out / "latents_pca.png"),
     }
     report = {
-        "checkpoint": "bundled" if ckpt is None else str(ckpt),
+        "checkpoint": vae.checkpoint.source, "weights_id": vae.weights_id,
         "data": str(data),
         "split": split,
         "n_images": len(means),

@@ -13,27 +13,25 @@ from facevae.data import BatchLoader, load_images, open_dataset, place_images
 from facevae.errors import FacevaeError
 from facevae.io import check_writable, remove_temp_files
 from facevae.models import build_model
+from facevae.models.size import check_fits
 from facevae.training import distributed
 from facevae.training import summary
-from facevae.modelfiles.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
+from facevae.modelfiles.checkpoint import load_checkpoint
+from facevae.runfolder import TRAIN_FILES, TRAIN_FOLDERS, RunFolder
 from facevae.training.distributed import check_batch
 from facevae.training.runlock import run_lock
 from facevae.training.trainer import EpochEnd, Trainer, TrainResult
-from facevae.modelfiles.device import resolve_device
+from facevae.modelfiles.device import memory_of, resolve_device
 
 
-METRICS = "metrics.jsonl"
-# what `train` writes into a run folder: a fresh start with --overwrite removes these (and nothing else)
-RUN_FILES = (CHECKPOINT, WEIGHTS, CONFIG, METRICS, "loss_curve.png")
-RUN_FOLDERS = ("recon", "tb")
 # settings that change what the weights mean: a resumed run must keep them
 RESUME_FIXED = [f"model.{k}" for k in ModelConfig.__dataclass_fields__] + ["data.crop"]
 
 
 def saved_config(run_dir: Path) -> RunConfig:
-    run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
-        return RunConfig.load(run_dir / CONFIG)  # killed before its first checkpoint
+    run = RunFolder(run_dir)
+    if not run.checkpoint.is_file() and run.config.is_file():
+        return RunConfig.load(run.config)  # killed before its first checkpoint
     return load_checkpoint(run_dir)[0]
 
 
@@ -47,7 +45,8 @@ def check_resume(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in (CHECKPOINT, CONFIG, METRICS))
+    run = RunFolder(run_dir)
+    return any(p.exists() for p in (run.checkpoint, run.config, run.metrics))
 
 
 def check_out_dir(run_dir: Path, resume: bool, overwrite: bool = False) -> None:
@@ -68,9 +67,9 @@ def check_run_state(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def clear_run(run_dir: Path) -> None:
-    for name in RUN_FILES:
+    for name in TRAIN_FILES:  # what `train` writes, and nothing else
         (run_dir / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
+    for name in TRAIN_FOLDERS:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
@@ -86,6 +85,7 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
     CPU, for tests). world_size > 1: train.batch_size is the global batch (see distributed).
     """
     run_dir = Path(out)
+    check_model_fits(cfg, resolve_device(device), world_size)
     check_out_dir(run_dir, resume, overwrite)
     check_batch(cfg.train.batch_size, world_size)
     with run_lock(run_dir) if rank == 0 else contextlib.nullcontext():
@@ -95,12 +95,19 @@ def train(data: str | Path, out: str | Path, cfg: RunConfig, *, resume: bool = F
                       world_size=world_size, placement=placement)
 
 
+def check_model_fits(cfg: RunConfig, dev: torch.device, world_size: int = 1) -> None:
+    """Before build_model and before any data is read: a model too large for memory is a one-line error."""
+    available, where = memory_of(dev)
+    check_fits(cfg.model, available, batch_size=-(-cfg.train.batch_size // world_size),  # one rank's share
+               ema=cfg.train.ema_decay > 0, where=where)
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     """Under the run's lock, before any work: check --resume/--overwrite, clear or tidy the folder."""
     check_run_state(run_dir, resume, overwrite)
     if overwrite:
         clear_run(run_dir)
-    for folder in (run_dir, run_dir / "recon"):  # temp files of atomic writes killed in this run
+    for folder in (run_dir, RunFolder(run_dir).recon_dir):  # temp files of atomic writes killed in this run
         remove_temp_files(folder)
 
 
@@ -156,8 +163,9 @@ def epoch_pictures(end: EpochEnd, grid_images: int) -> None:
     x = end.val_images[:grid_images].to(next(end.model.parameters()).device).float().div(255)
     recon = end.model(x, sample=False).recon
     end.model.train(was_training)
-    save_image(pairs_grid(x.cpu(), recon.cpu()), end.run_dir / "recon" / f"epoch_{end.epoch:04d}.png")
-    plot_losses(end.metrics_path, end.run_dir / "loss_curve.png")
+    run = RunFolder(end.run_dir)
+    save_image(pairs_grid(x.cpu(), recon.cpu()), run.recon_grid(end.epoch))
+    plot_losses(end.metrics_path, run.loss_curve)
 
 
 def _place(images, train_idx, dev: torch.device, placement: str) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -4,34 +4,27 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
+from facevae import runfolder
 from facevae.config import RunConfig
 from facevae.data.cache import cache_key
 from facevae.io import user_cache
-from facevae.modelfiles.checkpoint import CHECKPOINT, CONFIG, WEIGHTS, load_checkpoint
-from facevae.training.options import PRECISIONS
-from facevae.training.trainer import Trainer, autocast_dtype
+from facevae.modelfiles.checkpoint import load_checkpoint
+from facevae.runfolder import RunFolder
+from facevae.training.persist import last_losses
+from facevae.training.precision_policy import precision_line
+from facevae.training.trainer import Trainer
 
 # what the run folder holds after training, in the order a user looks for it
-RUN_FILES = ((WEIGHTS, "weights"), (CHECKPOINT, "checkpoint (--resume)"), (CONFIG, "config"),
-             ("metrics.jsonl", "losses per step and epoch"), ("loss_curve.png", "loss curve"),
-             ("recon", "reconstructions per epoch (facevae progress)"), ("tb", "TensorBoard logs"))
+RUN_FILES = ((runfolder.WEIGHTS, "weights"), (runfolder.CHECKPOINT, "checkpoint (--resume)"),
+             (runfolder.CONFIG, "config"), (runfolder.METRICS, "losses per step and epoch"),
+             (runfolder.LOSS_CURVE, "loss curve"), (runfolder.RECON, "reconstructions per epoch (facevae progress)"),
+             (runfolder.TENSORBOARD, "TensorBoard logs"))
 
 
 def cache_file(dataset, cfg: RunConfig) -> Path:
     """Where `load_images` keeps this data set at this size (see facevae.data.cache)."""
     key = cache_key(dataset, cfg.model.image_size, cfg.data.crop, cfg.data.draft)
     return user_cache() / f"{key}.npy"
-
-
-def precision_line(precision: str, device: torch.device) -> str:
-    """The precision the steps run in, with the reason when it is not the one asked for."""
-    used = autocast_dtype(precision, device)
-    if used is PRECISIONS.get(precision):
-        return precision
-    reason = "is not native on this CPU" if precision == "bf16" else f"has no fast path on {device.type}"
-    return f"fp32 ({precision} {reason})"
 
 
 def start_lines(trainer: Trainer, dataset, splits: dict[str, int], cache: Path, cache_was_there: bool,
@@ -45,12 +38,27 @@ def start_lines(trainer: Trainer, dataset, splits: dict[str, int], cache: Path, 
         f" ({trainer.total_steps / spe:.3g} epoch{'' if trainer.total_steps == spe else 's'})",
         f"image cache {'found' if cache_was_there else 'built'}: {cache}",
     ]
-    if resume and (trainer.run_dir / CHECKPOINT).is_file():  # the trainer restores it itself once fit() starts
-        step = int(load_checkpoint(trainer.run_dir)[2]["step"])
-        lines.append(f"resumed from step {step:,} of {trainer.total_steps:,}")
-    elif resume:  # killed before its first checkpoint
-        lines.append("resumed: no checkpoint was written yet, so training starts at step 0")
+    if resume:
+        lines.append(resume_line(trainer.run_dir, trainer.total_steps))
     return lines
+
+
+def resume_line(run_dir: Path, total_steps: int) -> str:
+    """Where a resumed run starts; a run that had already finished says so, with its last losses."""
+    run = RunFolder(run_dir)
+    if not run.checkpoint.is_file():  # killed before its first checkpoint
+        return "resumed: no checkpoint was written yet, so training starts at step 0"
+    step = int(load_checkpoint(run_dir)[2]["step"])  # the trainer restores it itself once fit() starts
+    if step < total_steps:
+        return f"resumed from step {step:,} of {total_steps:,}"
+    at = f"step {step:,} of {total_steps:,}" if step == total_steps else f"step {step:,}; {total_steps:,} asked for"
+    losses = last_losses(run.metrics)
+    said = f"; its last losses {format_losses(losses)}" if losses else ""
+    return f"the run had already finished ({at}){said}: raise --epochs or --max-steps to train it further"
+
+
+def format_losses(losses: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in losses.items())
 
 
 def end_lines(run_dir: Path) -> list[str]:

@@ -72,16 +72,15 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
     return path
 
 
-def epoch_grids(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of the run's per-epoch reconstruction grids, in epoch order."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FacevaeError(f"run folder {run_dir} does not exist: pass the --out folder of `facevae train`")
-    found = sorted((int(m.group(1)), p) for p in (run_dir / "recon").glob("epoch_*.png")
-                   if (m := EPOCH_GRID.search(p.name)))
+def epoch_grids(grid_dir: str | Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of the per-epoch reconstruction grids (epoch_NNNN.png) in `grid_dir`, in epoch order."""
+    grid_dir = Path(grid_dir)
+    found = sorted((int(m.group(1)), p) for p in grid_dir.glob("epoch_*.png")
+                   if (m := EPOCH_GRID.search(p.name))) if grid_dir.is_dir() else []
     if not found:
-        raise FacevaeError(f"{run_dir} holds no per-epoch reconstruction grids (recon/epoch_*.png): "
-                           "they appear after the run finishes its first epoch")
+        # the pattern under its folder, so the message says where the grids were looked for
+        raise FacevaeError(f"no per-epoch reconstruction grids ({grid_dir / 'epoch_*.png'}): training writes "
+                           "them as it finishes each epoch")
     return found
 
 
@@ -95,12 +94,12 @@ def evenly_spaced(items: list, most: int | None) -> list:
     return [items[i] for i in picks]
 
 
-def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None,
+def progress_gif(grid_dir: str | Path, out: str | Path, fps: float = 2.0, width: int | None = None,
                  frames: int | None = None) -> list[int]:
-    """A GIF of the run's reconstruction grids, one frame per epoch (or `frames` evenly spaced
-    epochs: a 100-epoch run makes a GIF of megabytes), captioned with the epoch number.
+    """A GIF of the reconstruction grids in `grid_dir`, one frame per epoch (or `frames`
+    evenly spaced epochs: a 100-epoch run makes a GIF of megabytes), captioned with the epoch number.
     Returns the epochs drawn, in order."""
-    grids = evenly_spaced(epoch_grids(run_dir), frames)
+    grids = evenly_spaced(epoch_grids(grid_dir), frames)
     images = []
     for epoch, path in grids:
         try:
@@ -112,7 +111,7 @@ def progress_gif(run_dir: str | Path, out: str | Path, fps: float = 2.0, width: 
     width = width or images[0].shape[1]
     images = [resize(f, width) for f in images]
     height = min(f.shape[0] for f in images)
-    # numbered as train numbers them (metrics.jsonl, recon/epoch_NNNN.png), so a frame can be looked up
+    # numbered as train numbers them (in metrics.jsonl and the grids' names), so a frame can be looked up
     images = [caption(f[:height], f"epoch {epoch}") for (epoch, _), f in zip(grids, images)]
     save_gif(images, out, fps=fps, hold={-1: 3})
     return [epoch for epoch, _ in grids]

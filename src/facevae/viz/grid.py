@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -38,8 +39,17 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    return save_image(make_grid(images, nrow), path)
+def save_grid(images: torch.Tensor | Sequence[torch.Tensor], path: str | Path, nrow: int | None = None) -> Path:
+    """Float images in [0, 1] (N, 3, H, W), or a list of such batches, as one PNG (or .jpg/.webp) grid."""
+    batch = images if isinstance(images, torch.Tensor) else torch.cat([b.float().cpu() for b in images])
+    return save_image(make_grid(batch, nrow), path)
+
+
+def to_pil(images: torch.Tensor) -> Image.Image | list[Image.Image]:
+    """One image (3, H, W) -> a PIL image; a batch (N, 3, H, W) -> a list of them."""
+    if images.ndim == 3:
+        return Image.fromarray(to_uint8(images[None])[0].permute(1, 2, 0).numpy())
+    return [Image.fromarray(a.permute(1, 2, 0).numpy()) for a in to_uint8(images)]
 
 
 def pairs_grid(originals: torch.Tensor, recons: torch.Tensor, per_row: int = 8) -> np.ndarray:

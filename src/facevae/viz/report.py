@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from facevae.io import atomic_write_text
+from facevae.metrics.latent_health import AGGREGATE_KL, PER_IMAGE_KL
 from facevae.viz.grid import make_grid, pairs_grid, save_image
 
 RECON_PAIRS = 16
 PCA_ATTRIBUTE = "Smiling"
+FID_PROTOCOL_SAMPLES = 10_000  # FID-10k, the count of every published figure (README, docs/results.md)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -59,6 +61,31 @@ def _labels(ds, eval_idx: np.ndarray) -> tuple[torch.Tensor | None, str | None]:
 
 # ----------------------------------------------------------------------------- formatting
 
+def fid_label(count: int) -> str:
+    """'FID-10k', 'FID-500': FID falls as the sample count grows, so the count is part of the figure's name."""
+    return f"FID-{count // 1000}k" if count >= 1000 and count % 1000 == 0 else f"FID-{count}"
+
+
+def fid_note(count: int, reference: str) -> str:
+    """'FID-500 vs 24,012 train images; not comparable with FID-10k, ...' (plain text, for the CLI and the report).
+
+    Below 10,000 samples the figure is biased upwards by an amount that depends on the count,
+    so it cannot be set beside the FID-10k figures the README and results quote.
+    """
+    note = f"{fid_label(count)} vs {reference}"
+    if count < FID_PROTOCOL_SAMPLES:
+        note += f"; not comparable with FID-10k, which needs --fid-samples {FID_PROTOCOL_SAMPLES}"
+    return note
+
+
+def sample_fid_note(f: Mapping[str, Any]) -> str:
+    return fid_note(f["count"], f'{f["reference_count"]:,} {f["reference_split"]} images')
+
+
+def reconstruction_fid_note(f: Mapping[str, Any], split: str) -> str:
+    return fid_note(f["count"], f'the same {f["reference_count"]:,} {split} originals')
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
@@ -94,12 +121,10 @@ def _summary(m: Mapping[str, Any]) -> str:
     fid_part = m.get("fid", {})
     split = m["protocol"]["split"]
     for name, f in fid_part.get("samplers", {}).items():
-        rows.append([f"FID, {esc(name)} samples", num(f["fid"]),
-                     f'{num(f["count"])} samples vs {num(f["reference_count"])} {esc(f["reference_split"])} images'])
+        rows.append([f"FID, {esc(name)} samples", num(f["fid"]), esc(sample_fid_note(f))])
     if "reconstructions" in fid_part:
         f = fid_part["reconstructions"]
-        rows.append(["FID, reconstructions", num(f["fid"]),
-                     f'{num(f["count"])} reconstructions vs the same {num(f["reference_count"])} {esc(split)} originals'])
+        rows.append(["FID, reconstructions", num(f["fid"]), esc(reconstruction_fid_note(f, split))])
     if "skipped" in fid_part:
         rows.append(["FID", "n/a", esc(fid_part["skipped"])])
     lk = m.get("likelihood", {})
@@ -121,9 +146,9 @@ def _summary(m: Mapping[str, Any]) -> str:
                  f'Cov<sub>x</sub>(E[z|x]) &gt; {lt["active_threshold"]:g} over {num(lt["images"])} {esc(split)} images'])
     if lt.get("kl"):
         rows.append(["KL per image", f'{num(lt["kl"]["total"], 1)} nats',
-                     f'{num(lt["kl"]["dims_above"])} dims above {lt["kl"]["threshold"]:g} nats'])
-    rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats',
-                 "KL(moment-matched Gaussian of q(z) || N(0, I))"])
+                     f'{esc(_sentence(PER_IMAGE_KL))}; {num(lt["kl"]["dims_above"])} dims above '
+                     f'{lt["kl"]["threshold"]:g} nats'])
+    rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats', esc(AGGREGATE_KL)])
     return ('<section><h2>Summary</h2><p class="lead">Every figure with its protocol. '
             'Details and definitions below; raw numbers in <a href="metrics.json">metrics.json</a>.</p>'
             + _table(["metric", "value", "protocol"], rows, "summary") + "</section>")
@@ -138,15 +163,19 @@ def _samples(m: Mapping[str, Any]) -> str:
         if key not in files:
             continue
         f = fid_s.get(name)
-        score = f'<span class="pill">FID {num(f["fid"])}</span>' if f else ""
-        proto = (f'FID over {num(f["count"])} samples vs {num(f["reference_count"])} '
-                 f'{esc(f["reference_split"])} images. ') if f else ""
-        opts = ", ".join(f"{esc(k)}={esc(v)}" for k, v in info.get("options", {}).items() if k != "latent_dim")
+        score = f'<span class="pill">{fid_label(f["count"])} {num(f["fid"])}</span>' if f else ""
         cards.append(f'<figure>{_img(files[key], name + " samples")}<figcaption><b>{esc(name)}</b>{score}<br>'
-                     f'{proto}{esc(_sentence(info["source"]))}; {opts}.</figcaption></figure>')
+                     f'{esc(sampler_caption(info, f))}</figcaption></figure>')
     return ('<section><h2>Samples</h2><p class="lead">The first 64 faces of each sampler\'s seeded stream, '
             'decoded and rounded to 8 bits exactly as they enter Inception.</p>'
             f'<div class="grid">{"".join(cards)}</div></section>')
+
+
+def sampler_caption(info: Mapping[str, Any], f: Mapping[str, Any] | None) -> str:
+    """'FID-500 vs ... . N(0, I), the model's prior.' with options after a ';' only when there are any."""
+    opts = ", ".join(f"{k}={v}" for k, v in info.get("options", {}).items() if k != "latent_dim")
+    source = "; ".join(part for part in (_sentence(info["source"]), opts) if part) + "."
+    return f"{sample_fid_note(f)}. {source}" if f else source
 
 
 def _sentence(text: str) -> str:
@@ -166,7 +195,7 @@ def _reconstruction(m: Mapping[str, Any]) -> str:
                                                f'SSIM {num(r["ssim_stderr_by_identity"], 4)}',
                      f'clustered over {num(r["identities"])} identities'])
     if f:
-        rows.append(["FID", num(f["fid"]), f'{num(f["count"])} reconstructions vs the same {num(f["reference_count"])} originals'])
+        rows.append(["FID", num(f["fid"]), esc(reconstruction_fid_note(f, r["split"]))])
     return ('<section><h2>Reconstructions</h2>'
             f'<p class="lead">{num(r["images"])} images of the {esc(r["split"])} split, reconstructed from their '
             'posterior means and rounded to 8 bits. Originals above, reconstructions below.</p>'
@@ -226,7 +255,7 @@ def _latent(m: Mapping[str, Any]) -> str:
              f'dimensions with Cov<sub>x</sub>(E[z<sub>d</sub>|x]) &gt; {lt["active_threshold"]:g} (Burda et al. 2016)']]
     if lt.get("kl"):
         k = lt["kl"]
-        rows += [["KL total", f'{num(k["total"], 2)} nats', "sum over dimensions of the image-averaged KL(q(z<sub>d</sub>|x) || N(0, 1))"],
+        rows += [["KL per image, summed over dims", f'{num(k["total"], 2)} nats', "sum over dimensions of the image-averaged KL(q(z<sub>d</sub>|x) || N(0, 1))"],
                  ["KL mean / max per dim", f'{num(k["mean_per_dim"], 3)} / {num(k["max"], 3)}', "nats"],
                  ["dims with KL &gt; 0.01", num(k["dims_above"]), f'threshold {k["threshold"]:g} nats']]
     rows.append(["Aggregate posterior KL", f'{num(lt["aggregate_kl"], 2)} nats',

@@ -1,9 +1,11 @@
-"""The model side of the web page: one loaded model with everything an interaction needs, cached.
+"""The web page's view of one `FaceVAE`: uint8 pictures out, slider vectors in, everything slow done once.
 
 Everything slow (loading weights, attribute vectors, fitted samplers, the active
 latent dimensions) happens once in `Explorer.load`; afterwards each interaction is
 at most one small batch through the decoder (or one image through the encoder).
-No Gradio here, so the benchmark and the unit tests drive it directly.
+The model work is `FaceVAE`'s; this adapter only turns its float tensors into the
+page's uint8 arrays and its sliders into one latent offset. No Gradio here, so the
+benchmark and the unit tests drive it directly.
 """
 from __future__ import annotations
 
@@ -15,34 +17,32 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from facevae.api import MAX_TEMPERATURE, FaceVAE, load
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.models.forward import batched
 from facevae.models.vae import VAE
 from facevae.sampling import build_sampler
-from facevae.tasks.store import get_sampler
-from facevae.modelfiles.checkpoint import Checkpoint
+from facevae.sampling.base import Sampler
+from facevae.sampling.registry import SAMPLERS
+from facevae.viz.grid import to_uint8
 
-SAMPLER_NAMES = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
 ACTIVE_DIMS = 8  # latent sliders shown
 ACTIVITY_SAMPLES = 128  # prior draws decoded and re-encoded to rank the dimensions
 
 
 @dataclass
 class Explorer:
-    """A model plus its editing directions; methods take and return CPU tensors / uint8 arrays."""
+    """A FaceVAE plus its editing directions; methods take and return CPU tensors / uint8 arrays."""
 
-    model: VAE
-    cfg: RunConfig
+    vae: FaceVAE
     attr_names: list[str] = field(default_factory=list)
     attr_steps: torch.Tensor | None = None  # (A, D): strength 1 of attribute i adds row i
     attr_note: str = ""  # why there are no attribute sliders, when there are none
     dims: torch.Tensor | None = None  # (K,) the most active latent dimensions, most active first
     dim_scale: torch.Tensor | None = None  # (K,) their spread: slider value 1 moves one spread
-    samplers: dict = field(default_factory=dict)  # name -> Sampler
+    samplers: dict[str, Sampler] = field(default_factory=dict)  # what the page offers, by name
     sampler_note: str = ""
-    label: str = "model"
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self):
         if not self.samplers:
@@ -55,30 +55,39 @@ class Explorer:
 
     @classmethod
     def load(cls, ckpt: str | Path | None, data: str | Path | None = None, device: str = "auto",
-             components: int = 10, log=None) -> "Explorer":
+             components: int = 10, log=None, decoder: str = "auto") -> "Explorer":
         """Load the model and everything cached for it; `data` computes what is missing (once)."""
-        from facevae.modelfiles.checkpoint import load_model
-        from facevae.modelfiles.device import resolve_device
-
         log = log or (lambda msg: print(msg, file=sys.stderr))
-        dev = resolve_device(device)
-        loaded = load_model(ckpt, dev)
-        model, cfg = loaded.model, loaded.config
-        names, steps, attr_note = load_attributes(loaded, data, dev, log)
+        vae = load(ckpt, device=device, data=data, decoder=decoder)
+        names, steps, attr_note = load_attributes(vae, data, log)
         if data is not None:
             log(f"samplers: reading the stored fits or fitting them once on {data} ...")
-        samplers, sampler_note = load_samplers(loaded, data, dev, components)
-        label = "the bundled CelebA 64x64 model" if loaded.is_bundled else loaded.source
-        return cls(model, cfg, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note,
-                   label=label, device=dev)
+        samplers, sampler_note = load_samplers(vae, components)
+        return cls(vae, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note)
+
+    @property
+    def model(self) -> VAE:
+        return self.vae.model
+
+    @property
+    def cfg(self) -> RunConfig:
+        return self.vae.config
+
+    @property
+    def label(self) -> str:
+        return self.vae.label
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.device
 
     @property
     def latent_dim(self) -> int:
-        return self.cfg.model.latent_dim
+        return self.vae.latent_dim
 
     @property
     def image_size(self) -> int:
-        return self.cfg.model.image_size
+        return self.vae.image_size
 
     @property
     def n_sliders(self) -> int:
@@ -97,10 +106,9 @@ class Explorer:
         """(n, D) float32 codes from a named sampler; the same seed gives the same faces."""
         if sampler not in self.samplers:
             raise FacevaeError(f"sampler {sampler!r} is not available here; choose one of: {', '.join(self.samplers)}")
-        if not (0.0 < temperature <= 3.0):
-            raise FacevaeError(f"temperature must be in (0, 3], got {temperature}")
-        g = torch.Generator().manual_seed(int(seed) % 2**63)
-        return self.samplers[sampler].sample(n, generator=g, temperature=float(temperature)).float().cpu()
+        if not (0.0 < temperature <= MAX_TEMPERATURE):  # 0 would draw one face n times
+            raise FacevaeError(f"temperature must be in (0, {MAX_TEMPERATURE:g}], got {temperature}")
+        return self.vae.sample_latents(n, sampler=self.samplers[sampler], seed=seed, temperature=temperature)
 
     def edit(self, base: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
         """The chosen latent moved by every slider: attribute strengths, then latent-dimension offsets."""
@@ -109,51 +117,44 @@ class Explorer:
         v = torch.tensor([float(x or 0.0) for x in values], dtype=torch.float32)
         return base + v @ self._basis
 
-    @torch.no_grad()
     def encode(self, image: np.ndarray) -> torch.Tensor:
         """uint8 (3, H, W) at the model's size -> posterior mean (D,)."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).float().div(255).unsqueeze(0).to(self.device)
-        return self.model.encode(x).mean[0].float().cpu()
+        x = torch.from_numpy(np.ascontiguousarray(image)).float().div(255).unsqueeze(0)
+        return self.vae.encode(x)[0]
 
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int, mode: str) -> torch.Tensor:
-        from facevae.latent.interpolate import interpolate
-
-        return interpolate(a, b, steps, mode)
+        return self.vae.interpolate(a, b, steps, mode)
 
     # ------------------------------------------------------------------ pictures
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> np.ndarray:
         """(N, D) codes -> uint8 (N, H, W, 3) images."""
-        out = self.model.decode(z.float().to(self.device)).float().cpu()
-        return out.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return to_uint8(self.vae.decode(z)).permute(0, 2, 3, 1).numpy()
 
 
 # ---------------------------------------------------------------------- one-off loading
 
 
-def load_attributes(ckpt: Checkpoint, data, device, log) -> tuple[list[str], torch.Tensor | None, str]:
+def load_attributes(vae: FaceVAE, data, log) -> tuple[list[str], torch.Tensor | None, str]:
     """(names, (A, D) steps or None, note saying why there are none)."""
-    from facevae.tasks.edit import attribute_vectors
-
     if data is not None:
         log(f"attribute vectors: reading the cache or computing them once from {data} ...")
     try:
-        names, steps = attribute_vectors(ckpt, data=data, device=device)
+        bank = vae.attribute_bank
     except FacevaeError as e:
         hint = "" if data is not None else (" Restart `facevae serve` with --data CELEBA_DIR "
                                              "(or set FACEVAE_DATA) to compute them once.")
         return [], None, f"Attribute sliders are off: {e}.{hint}"
-    return list(names), steps.float().cpu(), ""
+    return list(bank.names), bank.steps.float().cpu(), ""
 
 
-def load_samplers(ckpt: Checkpoint, data, device, components: int = 10) -> tuple[dict, str]:
-    """Every sampler that `facevae.tasks.store` can give for this model, prior always included."""
+def load_samplers(vae: FaceVAE, components: int = 10) -> tuple[dict, str]:
+    """Every registered sampler the model has (or, given data, fits once), prior always included."""
     out: dict = {}
     missing = []
-    for name in SAMPLER_NAMES:
+    for name in SAMPLERS:
         try:
-            out[name] = get_sampler(ckpt, name=name, components=components, data=data, device=device)
+            out[name] = vae.sampler(name, components)
         except FacevaeError:
             missing.append(name)
     note = "" if not missing else (f"Not fitted to this model's training latents yet: {', '.join(missing)}. "

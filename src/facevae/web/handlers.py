@@ -18,6 +18,7 @@ from PIL import Image
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
+from facevae.data.photos import photo_array
 from facevae.web.explorer import Explorer
 from facevae.web.upload import photo_notes, read_upload
 
@@ -97,11 +98,9 @@ class Handlers:
         warnings is "" or a note on a photo taken but badly suited (tiny, landscape, very tall);
         FacevaeError with a message for the page when the bytes are not a usable image.
         """
-        from facevae.data import preprocess_image
-
         img = read_upload(data)
         size, crop = self.ex.image_size, self.ex.cfg.data.crop
-        x = preprocess_image(img, size, crop)
+        x = photo_array(img, size, crop)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
         notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))

@@ -25,8 +25,11 @@ STRENGTH_HELP = ("Strength 1 moves the face by one typical spread of the trainin
                  "-1 the other way; ±3 reaches the edge of the data. 0 is the chosen face.")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_SSR_MODE": "False"}
 # No public API: every interaction needs the session's state (the chosen latent), which a
-# bare API call does not have; scripts use facevae.tasks.generate or facevae.web.handlers instead.
+# bare API call does not have; scripts use facevae.load() (a FaceVAE) instead.
 PAGE_ONLY = {"api_visibility": "private"}
+DECODER_NOTES = {"sharp": "sharp decoder (fine-tuned with the encoder frozen; `--decoder likelihood` shows the "
+                          "model's own)",
+                 "likelihood": "likelihood decoder (the one its bits/dim measure)"}
 
 
 def import_gradio():
@@ -55,7 +58,8 @@ def header(h: Handlers) -> str:
     ex = h.ex
     size, crop = ex.image_size, ex.cfg.data.crop
     return (f"## facevae: explore a face VAE\n"
-            f"Model: {ex.label} ({ex.cfg.model.kind}, {size}x{size} pixels, {ex.latent_dim}-dim latent).  \n"
+            f"Model: {ex.label} ({ex.cfg.model.kind}, {size}x{size} pixels, {ex.latent_dim}-dim latent), "
+            f"drawn by its {DECODER_NOTES[ex.vae.decoder]}.  \n"
             f"Draw random faces, click one to edit it with the sliders, or upload your own photo. "
             f"The model expects CelebA-aligned faces: a centered {crop}x{crop} crop of the 178x218 aligned "
             f"image, resized to {size}x{size}. Pictures download at the model's {size}x{size} pixels.")

@@ -6,10 +6,10 @@ no path that came from the browser is ever opened here.
 from __future__ import annotations
 
 import io
-import warnings
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from facevae.data.photos import open_photo
 from facevae.errors import FacevaeError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # also Gradio's max_file_size, so big files never reach Python
@@ -21,7 +21,7 @@ _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFErro
 
 
 def read_upload(data: bytes | None) -> Image.Image:
-    """The uploaded bytes as an RGB image (EXIF rotation applied), or FacevaeError saying what is wrong."""
+    """The uploaded bytes as an upright RGB image (`data/photos.py`), or FacevaeError saying what is wrong."""
     if not data:
         raise FacevaeError("the upload is empty: choose a face photo (JPEG, PNG or WebP)")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -35,12 +35,8 @@ def read_upload(data: bytes | None) -> Image.Image:
         raise FacevaeError(f"the upload is {w}x{h} pixels, more than {MAX_UPLOAD_PIXELS // 10**6} megapixels: "
                            "send a smaller photo")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                return ImageOps.exif_transpose(img).convert("RGB")
-    except (*_UNREADABLE, Image.DecompressionBombWarning):
+        return open_photo(data)  # the one photo reader: EXIF, transparency and greyscale as everywhere else
+    except FacevaeError:
         raise FacevaeError("the upload is a damaged image (it could not be decoded): send another photo") from None
 
 

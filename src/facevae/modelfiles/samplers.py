@@ -15,17 +15,18 @@ from facevae.errors import FacevaeError
 from facevae.io import user_cache
 from facevae.models.vae import VAE
 from facevae.phase import fit_line, phase
+from facevae.runfolder import RunFolder
 from facevae.sampling.base import Sampler
 from facevae.sampling.registry import build_sampler, sampler_class
-from facevae.tasks.sampler_files import load_sampler, save_sampler
-from facevae.modelfiles.checkpoint import Checkpoint, bundled_weights
+from facevae.modelfiles.sampler_files import load_sampler, save_sampler
+from facevae.modelfiles.checkpoint import Checkpoint
 
 
 def store_dirs(ckpt: Checkpoint) -> list[Path]:
     """Where fitted artefacts of a checkpoint are looked up, the writable one last."""
     if ckpt.is_bundled:
-        return [bundled_weights().parent, user_cache("bundled")]
-    return [ckpt.run_dir / "samplers"]
+        return [ckpt.weights.parent, user_cache("bundled")]
+    return [RunFolder(ckpt.run_dir).samplers_dir] if ckpt.run_dir is not None else []  # an in-memory model keeps nothing
 
 
 def sampler_file(name: str, components: int, ckpt: Checkpoint) -> str:
@@ -46,7 +47,8 @@ def get_sampler(ckpt: Checkpoint, *, name: str = "prior", components: int = 10, 
         raise FacevaeError(f"the {name} sampler is not fitted for this checkpoint yet: pass --data DIR "
                            "(its training data) once to fit it on the training latents")
     sampler = fit_sampler(name, components, ckpt.model, ckpt.config, data, device, progress)
-    save_sampler(sampler, store_dirs(ckpt)[-1] / fname)
+    if store_dirs(ckpt):
+        save_sampler(sampler, store_dirs(ckpt)[-1] / fname)
     return sampler
 
 
@@ -58,7 +60,7 @@ def fit_sampler(name: str, components: int, model: VAE, cfg: RunConfig, data: st
 def train_latents(model: VAE, cfg: RunConfig, data: str | Path, device: torch.device | str,
                   progress: bool = True) -> torch.Tensor:
     """Posterior means of the training split: what every latent sampler is fitted on."""
-    from facevae.tasks.encode import encode_images, load_split
+    from facevae.data.encode import encode_images, load_split
 
     _, _, images = load_split(data, "train", cfg, progress=progress)
     with phase(f"encoding {len(images):,} training images", progress):

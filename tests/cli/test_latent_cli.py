@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
 from facevae.errors import FacevaeError
-from facevae.tasks.edit import attribute_vectors
+from facevae.modelfiles.attributes import attribute_vectors
 from facevae.modelfiles.checkpoint import load_model
 from facevae.training.run import train
 
@@ -127,12 +127,27 @@ def test_interpolate_images_grid_and_gif(setup, tmp_path):
 
 
 def test_interpolate_random_pairs(setup, tmp_path):
+    from facevae.sampling import build_sampler
+
     _, run, _ = setup
     png = tmp_path / "i.png"
     _invoke("interpolate", "--ckpt", run, "--seed", 3, "--pairs", 2, "--mode", "linear", "--steps", 4,
             "--out", png, "--device", "cpu")
     grid = _image(png)
     assert grid.shape[1] == 4 * CELL + PAD and grid.shape[0] > 2 * CELL + PAD
+    # row r walks in equal steps from prior draw r to draw 2 + r of seed 3: the faces, not only the picture's size
+    model = load_model(run).model
+    z = build_sampler("prior", 8).sample(4, generator=torch.Generator().manual_seed(3)).view(2, 2, 8)
+    t = torch.linspace(0, 1, 4).view(4, 1, 1)
+    with torch.no_grad():
+        faces = model.decode(((1 - t) * z[0] + t * z[1]).reshape(-1, 8)).view(4, 2, 3, SIZE, SIZE)
+    body = grid[-(2 * CELL + PAD):]  # the faces below the label band
+    for row in range(2):
+        for col in range(4):
+            y, x = PAD + row * CELL, PAD + col * CELL
+            cell = body[y:y + SIZE, x:x + SIZE].astype(int)
+            expected = faces[col, row].clamp(0, 1).mul(255).round().permute(1, 2, 0).numpy()
+            assert np.abs(cell - expected).max() <= 1, (row, col)
 
 
 def test_progress_gif_has_one_frame_per_epoch(setup, tmp_path):

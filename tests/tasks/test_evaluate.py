@@ -1,4 +1,4 @@
-"""Evaluation orchestration: FID against cached references, latent health, the report and the CLI."""
+"""Evaluation orchestration (tasks/evaluate.py): FID against cached references, the report and the CLI."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,6 @@ import torch
 from facevae.errors import FacevaeError
 from facevae.metrics import fid
 from facevae.tasks import evaluate as ev
-from facevae.metrics.latent_health import aggregate_posterior_kl, latent_health
 from tests.conftest import mini_slice, tiny_config
 
 
@@ -40,39 +39,6 @@ def test_subset_is_seeded_sorted_and_capped():
     np.testing.assert_array_equal(ev.subset(idx, 500), idx)
 
 
-def test_aggregate_kl_is_zero_when_moments_match_the_prior():
-    # Hadamard sign patterns: zero-mean, uncorrelated dims of population variance 1/2, plus posterior
-    # variance 1/2: the aggregate moments are exactly N(0, I)
-    signs = torch.tensor([[1, 1, 1], [-1, 1, -1], [1, -1, -1], [-1, -1, 1]], dtype=torch.float64)
-    means = math.sqrt(0.5) * signs
-    logvars = torch.full_like(means, math.log(0.5))
-    assert aggregate_posterior_kl(means, logvars) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_aggregate_kl_closed_form_for_a_wide_posterior():
-    # means all 0, variances 2: S = 2I, KL = L/2 (2 - 1 - ln 2)
-    means, logvars = torch.zeros(5, 4), torch.full((5, 4), math.log(2.0))
-    assert aggregate_posterior_kl(means, logvars) == pytest.approx(4 * 0.5 * (1 - math.log(2)), rel=1e-6)
-
-
-def test_latent_health_counts_active_units_and_kl():
-    g = torch.Generator().manual_seed(0)
-    n = 400
-    means = torch.cat([torch.randn(n, 2, generator=g), 0.01 * torch.randn(n, 3, generator=g)], dim=1)
-    logvars = torch.cat([torch.full((n, 2), -3.0), torch.zeros(n, 3)], dim=1)
-    h = latent_health(means, logvars)
-    assert h["active_units"] == 2 and h["latent_dim"] == 5 and h["images"] == n
-    kl = h["kl"]
-    # the three collapsed dims sit at the prior: KL ~ 0.5 * 1e-4 each
-    assert kl["dims_above"] == 2
-    per_dim = torch.tensor(h["kl_per_dim"], dtype=torch.float64)
-    expected = 0.5 * (means.double().pow(2).mean(0) + logvars.double().exp().mean(0) - 1 - logvars.double().mean(0))
-    torch.testing.assert_close(per_dim, expected)
-    assert kl["total"] == pytest.approx(float(expected.sum())) and kl["max"] == pytest.approx(float(expected.max()))
-    ae = latent_health(means, torch.full_like(means, -math.inf), deterministic=True)
-    assert ae["kl"] is None and ae["active_units"] == 2 and math.isfinite(ae["aggregate_kl"])
-
-
 def test_bad_options_fail_before_any_work():
     with pytest.raises(FacevaeError, match="unknown sampler"):
         ev._check_options(ev.EvalOptions(samplers=("prior", "flow")))
@@ -96,6 +62,7 @@ def test_slow_cpu_defaults_are_announced_with_the_quick_flags():
     images = 10_000 * (len(defaults.samplers) + 2)  # and the reference and the reconstructions
     warning = ev.cpu_time_warning(defaults, cpu)
     assert warning.startswith(f"warning: FID here sends about {images:,} images") and ev.QUICK_FLAGS in warning
+    assert "(a quick FID, not comparable with FID-10k)" in warning  # fewer samples: another, higher FID
     shipped = ev.cpu_time_warning(defaults, cpu, reference_shipped=True)
     assert shipped.startswith(f"warning: FID here sends about {images - 10_000:,} images")
     assert ev.cpu_time_warning(ev.EvalOptions(fid_samples=200, samplers=("prior", "gmm")), cpu) is None
@@ -178,7 +145,8 @@ def test_cli_writes_metrics_and_a_self_contained_report(mini, tiny_run, inceptio
             "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "FID prior:" in result.output and "(4 samples vs 6 train images)" in result.output
+    assert "FID prior: " in result.output and ("(FID-4 vs 6 train images; not comparable with FID-10k, which "
+                                                "needs --fid-samples 10000)") in result.output
     nll_line = next(i for i, line in enumerate(result.output.splitlines()) if line.startswith("NLL (IWAE"))
     assert result.output.splitlines()[nll_line + 1].startswith("  bits/dim caveat: ")  # beside the number
 

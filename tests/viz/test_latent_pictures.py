@@ -63,9 +63,9 @@ def test_progress_gif_orders_epochs_numerically(tmp_path):
     run = tmp_path / "run"
     for epoch, value in ((10, 200), (2, 100), (0, 0)):
         save_image(_frame(value, h=40, w=80), run / "recon" / f"epoch_{epoch:04d}.png")
-    assert [e for e, _ in epoch_grids(run)] == [0, 2, 10]
+    assert [e for e, _ in epoch_grids(run / "recon")] == [0, 2, 10]
     path = tmp_path / "p.gif"
-    assert progress_gif(run, path, fps=4) == [0, 2, 10]
+    assert progress_gif(run / "recon", path, fps=4) == [0, 2, 10]
     with Image.open(path) as im:
         assert im.n_frames == 3 and im.size[0] == 80 and im.size[1] > 40
         bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
@@ -86,15 +86,15 @@ def test_progress_gif_frames_picks_spread_epochs(tmp_path):
     for epoch in range(7):
         save_image(_frame(epoch * 30, h=40, w=80), run / "recon" / f"epoch_{epoch:04d}.png")
     path = tmp_path / "p.gif"
-    assert progress_gif(run, path, fps=4, frames=3) == [0, 3, 6]
+    assert progress_gif(run / "recon", path, fps=4, frames=3) == [0, 3, 6]
     with Image.open(path) as im:
         bottoms = [int(np.asarray(f.convert("RGB"))[-1, 0, 0]) for f in ImageSequence.Iterator(im)]
     assert bottoms == [0, 90, 180]  # epochs 0, 3 and 6
 
 
 def test_progress_gif_without_grids_is_a_clear_error(tmp_path):
-    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recon").mkdir(parents=True)
     with pytest.raises(FacevaeError, match="recon/epoch_"):
-        progress_gif(tmp_path / "run", tmp_path / "p.gif")
-    with pytest.raises(FacevaeError, match="does not exist"):
-        progress_gif(tmp_path / "nope", tmp_path / "p.gif")
+        progress_gif(tmp_path / "run" / "recon", tmp_path / "p.gif")
+    with pytest.raises(FacevaeError, match="nope/recon/epoch_"):  # no folder: the same message
+        progress_gif(tmp_path / "nope" / "recon", tmp_path / "p.gif")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_celeba, tiny_config, write_jpeg
-from tests.test_cli import assert_user_error, facevae
+from tests.cli.test_cli import assert_user_error, facevae
 
 UNWRITABLE = Path("/sys/facevae-test")  # even root cannot create files under /sys
 
@@ -162,3 +162,28 @@ def test_full_disk_during_a_checkpoint(tiny_run, data, tmp_path):
     r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=600)
     assert_user_error(r, "No space left on device", "untouched")
     assert (run / "checkpoint.safetensors").read_bytes() == before
+
+
+PARSER_ERRORS = [  # what Click itself refuses, before any facevae code runs
+    (("sample", "--n", "0"), "error: Invalid value for '--n': ", "; see facevae sample --help"),
+    (("sample", "--temperature", "-1"), "error: Invalid value for '--temperature': ", "; see facevae sample --help"),
+    (("sample", "--n", "many"), "error: Invalid value for '--n': ", "; see facevae sample --help"),
+    (("smaple",), "error: No such command 'smaple'. Did you mean 'sample'?; see facevae --help", ""),
+    (("sample", "--bogus"), "error: No such option: --bogus", "; see facevae sample --help"),
+    (("train",), "error: Missing option '--data'; see facevae train --help", ""),
+]
+
+
+@pytest.mark.parametrize("args,start,end", PARSER_ERRORS)
+def test_parser_errors_are_one_error_line_and_exit_2(args, start, end):
+    """The README's promise holds for Click's errors too: no usage box, no 'Error:' block, one line."""
+    r = facevae(*args)
+    assert_user_error(r)
+    assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    line = r.stderr.rstrip("\n")
+    assert line.startswith(start) and line.endswith(end), line
+
+
+def test_help_still_prints_to_stdout_and_exits_0():
+    r = facevae("sample", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("Usage: facevae sample [OPTIONS]") and r.stderr == ""

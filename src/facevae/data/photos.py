@@ -1,0 +1,70 @@
+"""The one reader for a user's photos: a path, file bytes or a PIL image -> model input.
+
+The CLI's `--images`, the web upload and `FaceVAE.encode` all come through here, so one
+phone photo encodes the same way everywhere: EXIF orientation applied, transparency
+flattened onto white, greyscale and palette images made RGB, then the training data's
+own crop and resize (`preprocess_image`). CelebA's files go through `data/cache.py`.
+"""
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facevae.data.cache import MAX_IMAGE_PIXELS, preprocess_image
+from facevae.errors import FacevaeError
+
+Photo = Union[str, Path, bytes, Image.Image]
+_UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def open_photo(source: Photo) -> Image.Image:
+    """An RGB PIL image, upright as the camera meant it; FacevaeError for anything unreadable."""
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    name = "the photo" if isinstance(source, bytes) else f"image {source}"
+    try:
+        with warnings.catch_warnings():
+            # a small file can decode to gigabytes: PIL's warning becomes our refusal
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
+                    raise _too_large(name, img.width * img.height)
+                img.load()
+                return to_rgb(img)
+    except FileNotFoundError:
+        raise FacevaeError(f"{name} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise FacevaeError(f"{name} is a folder: give an image file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        raise _too_large(name, int(found[1]) if found else None) from None
+    except _UNREADABLE as e:
+        raise FacevaeError(f"cannot read {name} ({type(e).__name__}): it is corrupt or not an image; "
+                           "give a JPEG, PNG or WebP photo") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """EXIF orientation applied; alpha composited on white (a cut-out face keeps a plain background)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def photo_array(source: Photo, size: int, crop: int) -> np.ndarray:
+    """uint8 (3, size, size): the photo cropped and resized as the model's training images were."""
+    return preprocess_image(open_photo(source), size, crop)
+
+
+def _too_large(name: str, pixels: int | None) -> FacevaeError:
+    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "too many pixels"
+    return FacevaeError(f"{name} is too large to decode ({size}; at most {MAX_IMAGE_PIXELS // 10**6} "
+                        "megapixels): shrink it or pick another")

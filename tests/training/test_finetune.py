@@ -1,0 +1,109 @@
+"""`finetune-decoder` on a tiny model: a frozen encoder, each loss switch, resume, and the sharp decoder in use."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import facevae
+from facevae.errors import FacevaeError
+from facevae.modelfiles import samplers as store
+from facevae.modelfiles.checkpoint import load_model
+from facevae.runfolder import RunFolder
+from facevae.training.finetune import finetune_decoder
+
+from tests.conftest import make_celeba, tiny_config
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A tiny trained run with a fitted GMM, and its data."""
+    from facevae.training.run import train
+
+    data = make_celeba(tmp_path_factory.mktemp("d") / "celeba", n=40)
+    run = tmp_path_factory.mktemp("r") / "run"
+    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
+    facevae.load(run, device="cpu", data=data).sampler("gmm", components=2)  # stored beside the run
+    return run, data
+
+
+def sharp(cfg, *sets):
+    return cfg.override(list(sets)) if sets else cfg
+
+
+@pytest.mark.parametrize("sets", [
+    (),
+    ("sharp.msssim_weight=0.5",),
+    ("sharp.freq_weight=1.0", "sharp.pixel=gaussian"),
+    ("sharp.adv_weight=0.5", "sharp.adaptive_every=2", "sharp.disc_widths=[8,16]"),
+    ("sharp.adv_weight=0.5", "sharp.adv_loss=ns", "sharp.adaptive=false", "sharp.disc_norm=none",
+     "sharp.r1_weight=1.0", "sharp.r1_every=1", "sharp.disc_widths=[8]", "sharp.msssim_weight=0.2"),
+    ("sharp.decoder_widths=[16,32,64]", "sharp.adv_weight=0.1", "sharp.disc_widths=[8]", "sharp.latent=mean"),
+], ids=["pixel", "msssim", "freq", "adv-hinge", "adv-ns-r1", "wider"])
+def test_each_loss_switch_trains_a_sharp_decoder_and_leaves_the_encoder_alone(source, tmp_path, sets):
+    run, data = source
+    before = load_model(run)
+    out = tmp_path / "sharp"
+    cfg = sharp(before.config, *sets)
+    result = finetune_decoder(run, data, out, cfg, minutes=10, max_steps=3, device="cpu", progress=False)
+    assert result.step == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.last.values())
+    if "sharp.adv_weight=0.5" in sets:
+        assert "gen" in result.last and "disc" in result.last
+    # the copied weights are the source's bytes: same digest, so the same samplers and vectors apply
+    assert RunFolder(out).weights.read_bytes() == before.weights.read_bytes()
+    vae = facevae.load(out, device="cpu")
+    assert vae.decoder == "sharp" and vae.weights_id == before.weights_id
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(vae.encode(x), facevae.load(run, device="cpu").encode(x), rtol=0, atol=0)
+    z = vae.sample_latents(4, seed=0)
+    likelihood = facevae.load(out, device="cpu", decoder="likelihood")
+    assert likelihood.decoder == "likelihood" and not torch.equal(vae.decode(z), likelihood.decode(z))
+
+
+def test_the_source_samplers_are_reused_never_refitted(source, tmp_path, monkeypatch):
+    run, data = source
+    out = tmp_path / "sharp"
+    finetune_decoder(run, data, out, load_model(run).config, minutes=10, max_steps=1, device="cpu", progress=False)
+    monkeypatch.setattr(store, "fit_sampler", lambda *a, **k: pytest.fail("refitted a copied sampler"))
+    faces = facevae.load(out, device="cpu").sample(3, sampler="gmm", components=2, seed=0)
+    assert faces.shape == (3, 3, 32, 32)
+
+
+def test_resume_continues_the_steps_and_a_second_start_is_refused(source, tmp_path):
+    run, data = source
+    out = tmp_path / "sharp"
+    cfg = sharp(load_model(run).config, "sharp.adv_weight=0.5", "sharp.disc_widths=[8]")
+    finetune_decoder(run, data, out, cfg, minutes=10, max_steps=2, device="cpu", progress=False)
+    with pytest.raises(FacevaeError, match="--resume continues it"):
+        finetune_decoder(run, data, out, cfg, minutes=10, max_steps=2, device="cpu", progress=False)
+    again = finetune_decoder(out, data, out, cfg, minutes=10, max_steps=4, resume=True, device="cpu",
+                             progress=False)
+    assert again.step == 4
+    from facevae.modelfiles.checkpoint import load_state
+    from safetensors import safe_open
+
+    assert load_state(out / "sharp_checkpoint.safetensors")[1]["step"] == 4
+    with safe_open(str(out / "sharp_decoder.safetensors"), framework="pt") as f:
+        assert f.metadata()["step"] == "4"
+
+
+def test_a_sharp_decoder_is_refused_for_other_weights(source, tmp_path):
+    run, data = source
+    out = tmp_path / "sharp"
+    finetune_decoder(run, data, out, load_model(run).config, minutes=10, max_steps=1, device="cpu", progress=False)
+    other = tmp_path / "other"
+    from facevae.training.run import train
+
+    train(data, other, tiny_config("train.max_steps=1", "train.seed=7"), device="cpu", progress=False)
+    (other / "sharp_decoder.safetensors").write_bytes((out / "sharp_decoder.safetensors").read_bytes())
+    with pytest.raises(FacevaeError, match="trained for other weights"):
+        facevae.load(other, device="cpu")
+    assert facevae.load(other, device="cpu", decoder="likelihood").decoder == "likelihood"
+    with pytest.raises(FacevaeError, match="has no sharp decoder"):
+        facevae.load(run, device="cpu", decoder="sharp")
+
+
+def test_the_source_model_cannot_change(source, tmp_path):
+    run, data = source
+    cfg = load_model(run).config.override(["model.latent_dim=4"])
+    with pytest.raises(FacevaeError, match="keeps the source's model"):
+        finetune_decoder(run, data, tmp_path / "x", cfg, minutes=1, max_steps=1, device="cpu", progress=False)
