@@ -5,9 +5,13 @@
     python benchmarks/sharp_search.py score --row bundled ...      # the bundled model as it ships
     python benchmarks/sharp_search.py table --results docs/results_sharp.jsonl
 
-run:   the row of benchmarks/sharp_recipes.yaml fine-tuned from the bundled model for --minutes of
-       training (the frozen encoder's one-off encoding is not counted) into runs/sharp/ROW;
-       rerunning a killed row resumes it.
+probe: seconds per step of every row on this machine while it is idle (median of 8 steps on random
+       codes), into runs/sharp/rates.json.
+run:   the row of benchmarks/sharp_recipes.yaml fine-tuned from the bundled model into runs/sharp/ROW
+       for --minutes of training at the probed rate: max_steps = minutes x 60 / (s per step), so a
+       row that shares the machine with other work still gets the steps an idle machine gives in
+       that time (the frozen encoder's one-off encoding is not counted). Rerunning a killed row
+       resumes it.
 score: FID-N (--samples, default 2,000; seeded) of the row's reconstructions of N train images and
        of N GMM samples, each against the committed statistics of all 24,012 train images and
        against the 780 valid images; PSNR and SSIM of the 780 valid reconstructions; and one
@@ -43,21 +47,44 @@ def recipes() -> dict:
     return yaml.safe_load(RECIPES.read_text())
 
 
+def row_config(name: str):
+    return facevae.load(device="cpu", decoder="likelihood").config.override(list(recipes()[name]["set"]))
+
+
+def probe(a) -> None:
+    import copy
+
+    from sharp_step import seconds_per_step  # beside this script
+    from facevae.modelfiles.decoders import build_decoder
+
+    vae = facevae.load(device="cpu", decoder="likelihood")
+    rates = {}
+    for name in recipes():
+        cfg = row_config(name)
+        decoder = build_decoder(cfg) if cfg.sharp.decoder_widths else copy.deepcopy(vae.model.decoder)
+        rates[name] = round(seconds_per_step(cfg, decoder, 8, cfg.train.batch_size), 4)
+        print(name, rates[name], flush=True)
+    ROOT.mkdir(parents=True, exist_ok=True)
+    (ROOT / "rates.json").write_text(json.dumps(rates, indent=1))
+
+
 def run(a) -> None:
     from facevae.training.finetune import finetune_decoder
 
-    row = recipes()[a.row]
+    rate = json.loads((ROOT / "rates.json").read_text())[a.row]
+    steps = int(a.minutes * 60 / rate)
     out = ROOT / a.row
     resume = (out / "sharp_checkpoint.safetensors").is_file()
     shared = next(iter(sorted(ROOT.glob(f"*/{TRAIN_LATENTS}"))), None)
     if shared is not None and not (out / TRAIN_LATENTS).exists():  # one source, one encoding for every row
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shared, out / TRAIN_LATENTS)
-    cfg = facevae.load(device="cpu", decoder="likelihood").config.override(list(row["set"]))
-    result = finetune_decoder(out if resume else None, a.data, out, cfg, minutes=a.minutes, resume=resume,
-                              device="cpu")
-    print(json.dumps({"row": a.row, "steps": result.step, "minutes": round(result.seconds / 60, 2),
-                      "last": result.last}))
+    cfg = row_config(a.row)
+    # the wall-clock cap only guards against a probe far off: the step count is the budget
+    result = finetune_decoder(out if resume else None, a.data, out, cfg, minutes=3 * a.minutes, max_steps=steps,
+                              resume=resume, device="cpu")
+    print(json.dumps({"row": a.row, "steps": result.step, "probed_s_per_step": rate,
+                      "minutes": round(result.seconds / 60, 2), "last": result.last}))
 
 
 def score(a) -> None:
@@ -131,6 +158,7 @@ def table(a) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="verb", required=True)
+    sub.add_parser("probe")
     r = sub.add_parser("run")
     r.add_argument("--row", required=True, choices=sorted(recipes()))
     r.add_argument("--minutes", type=float, required=True)
@@ -145,7 +173,7 @@ def main() -> None:
     t = sub.add_parser("table")
     t.add_argument("--results", required=True)
     a = ap.parse_args()
-    {"run": run, "score": score, "table": table}[a.verb](a)
+    {"probe": probe, "run": run, "score": score, "table": table}[a.verb](a)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,16 @@ def tiny_config(*extra: str) -> RunConfig:
     ])
 
 
+def train_tiny(factory, n: int = 40, *extra: str) -> tuple[Path, Path]:
+    """(run, data): a fake CelebA folder of `n` images and a tiny model trained on it for two steps."""
+    from facevae.training.run import train
+
+    data = make_celeba(factory.mktemp("data") / "celeba", n=n)
+    run = factory.mktemp("runs") / "tiny"
+    train(data, run, tiny_config("train.max_steps=2", *extra), device="cpu", progress=False)
+    return run, data
+
+
 def write_jpeg(path: Path, seed: int, size=(178, 218)) -> None:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8)

@@ -14,7 +14,7 @@ import facevae
 from facevae.errors import FacevaeError
 from facevae.modelfiles import samplers as store
 
-from tests.conftest import REPO, make_celeba, tiny_config
+from tests.conftest import REPO, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +24,7 @@ def vae():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from facevae.training.run import train
-
-    data = make_celeba(tmp_path_factory.mktemp("d") / "celeba", n=40)
-    run = tmp_path_factory.mktemp("r") / "run"
-    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
-    return run, data
+    return train_tiny(tmp_path_factory)
 
 
 def test_the_bundled_model_describes_itself(vae):

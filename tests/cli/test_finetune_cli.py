@@ -7,17 +7,12 @@ import pytest
 from PIL import Image
 
 from tests.cli.test_cli import assert_user_error, facevae
-from tests.conftest import make_celeba, tiny_config
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def run_and_data(tmp_path_factory) -> tuple[Path, Path]:
-    from facevae.training.run import train
-
-    data = make_celeba(tmp_path_factory.mktemp("data") / "celeba", n=24)
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
-    return run, data
+    return train_tiny(tmp_path_factory, 24)
 
 
 def test_finetune_then_sample_with_either_decoder(run_and_data, tmp_path):

@@ -7,17 +7,12 @@ from facevae.modelfiles import samplers as store
 from facevae.modelfiles.checkpoint import load_model
 from facevae.training.run import train
 
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_tiny
 
 
 @pytest.fixture(scope="module")
 def run_and_data(tmp_path_factory):
-    from tests.conftest import make_celeba
-
-    data = make_celeba(tmp_path_factory.mktemp("d") / "celeba", n=40)
-    run = tmp_path_factory.mktemp("r") / "run"
-    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
-    return run, data
+    return train_tiny(tmp_path_factory)
 
 
 def test_fitted_sampler_is_stored_beside_the_run_and_reused(run_and_data, monkeypatch):

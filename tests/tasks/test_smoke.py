@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import facevae.cli  # noqa: F401  (registers the commands on the app)
 from facevae.cli.app import app
-from tests.conftest import make_celeba, tiny_config
+from tests.conftest import train_tiny
 
 SIZE, PAD = 32, 2  # tiny_config's faces and make_grid's padding
 CELL = SIZE + PAD
@@ -27,11 +27,7 @@ def grid(rows: int, cols: int) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[Path, Path]:
     """(data, run): fake CelebA folders with three attributes and a 32 px VAE trained for two steps."""
-    from facevae.training.run import train
-
-    data = make_celeba(tmp_path_factory.mktemp("smoke") / "celeba", n=24)
-    run = tmp_path_factory.mktemp("smoke_run") / "tiny"
-    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
+    run, data = train_tiny(tmp_path_factory, 24)
     return data, run
 
 

@@ -11,17 +11,13 @@ from facevae.modelfiles.checkpoint import load_model
 from facevae.runfolder import RunFolder
 from facevae.training.finetune import finetune_decoder
 
-from tests.conftest import make_celeba, tiny_config
+from tests.conftest import tiny_config, train_tiny
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A tiny trained run with a fitted GMM, and its data."""
-    from facevae.training.run import train
-
-    data = make_celeba(tmp_path_factory.mktemp("d") / "celeba", n=40)
-    run = tmp_path_factory.mktemp("r") / "run"
-    train(data, run, tiny_config("train.max_steps=2"), device="cpu", progress=False)
+    run, data = train_tiny(tmp_path_factory)
     facevae.load(run, device="cpu", data=data).sampler("gmm", components=2)  # stored beside the run
     return run, data
 
