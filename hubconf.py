@@ -13,11 +13,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src
 import facevae  # noqa: E402
 
 
-def celeba64(device: str = "auto", data: str | None = None) -> "facevae.FaceVAE":
-    """The bundled CelebA 64x64 VAE (64-d latent) with its shipped samplers and attribute vectors."""
-    return facevae.load("celeba64", device=device, data=data)
+def celeba64(device: str = "auto", data: str | None = None, decoder: str = "auto") -> "facevae.FaceVAE":
+    """The bundled CelebA 64x64 VAE (64-d latent) with its shipped samplers, attribute vectors and decoders."""
+    return facevae.load("celeba64", device=device, data=data, decoder=decoder)
 
 
-def load(source: str | None = None, device: str = "auto", data: str | None = None) -> "facevae.FaceVAE":
+def load(source: str | None = None, device: str = "auto", data: str | None = None,
+         decoder: str = "auto") -> "facevae.FaceVAE":
     """Any model `facevae.load` takes: a bundled name, a run folder, a weights file, a Hub folder or repo id."""
-    return facevae.load(source, device=device, data=data)
+    return facevae.load(source, device=device, data=data, decoder=decoder)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +204,29 @@ def test_inference_never_imports_the_trainer():
 def test_torch_hub_loads_the_bundled_model_from_a_clone():
     hub = torch.hub.load(str(REPO), "celeba64", source="local", device="cpu")
     assert isinstance(hub, facevae.FaceVAE) and hub.checkpoint.is_bundled
+
+
+def test_a_code_in_is_a_code_out_and_the_ends_must_match(vae):
+    z = vae.sample_latents(1, seed=0)[0]
+    smiling = vae.edit(z, Smiling=1)
+    assert smiling.shape == (64,)
+    assert vae.interpolate(z, smiling, steps=4).shape == (4, 64)
+    assert vae.decode(vae.interpolate(z, smiling, steps=4)).shape == (4, 3, 64, 64)
+    with pytest.raises(FacevaeError, match="same shape"):
+        vae.interpolate(z, vae.sample_latents(2, seed=0))
+
+
+def test_lists_of_tensors_are_images_and_other_things_are_refused(vae):
+    x = vae.sample(2, seed=0)
+    torch.testing.assert_close(vae.encode([x[:1], x[1:]]), vae.encode(x))
+    with pytest.raises(FacevaeError, match="cannot read a ndarray"):
+        vae.encode([np.zeros((64, 64, 3))])
+
+
+def test_tasks_never_change_the_object_they_are_given(tiny_run):
+    from facevae.tasks.generate import as_model
+
+    run, data = tiny_run
+    vae = facevae.load(run, device="cpu")
+    view = as_model(vae, data=data)
+    assert view.data == data and vae.data is None and view.checkpoint is vae.checkpoint

@@ -11,7 +11,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "facevae"
 
 # the math: models, losses, decoder distributions, latent-space math, samplers
-PURE = ("facevae.models", "facevae.losses", "facevae.decoders", "facevae.latent", "facevae.sampling")
+PURE = ("facevae.models", "facevae.losses", "facevae.decoders", "facevae.latent", "facevae.sampling",
+        "facevae.sharp_losses")
 # modules that read or write files, load checkpoints or draw pictures
 FILE_IO = ("facevae.io", "facevae.data", "facevae.training", "facevae.modelfiles", "facevae.tasks", "facevae.viz", "facevae.cli",
            "facevae.web", "facevae.metrics.fid", "safetensors", "PIL", "imageio",
@@ -133,3 +134,16 @@ def test_pure_packages_import_no_file_io_module():
     bad = {m: sorted(i for i in imported(p, m, known) if under(i, FILE_IO))
            for m, p in mods.items() if under(m, PURE)}
     assert {m: v for m, v in bad.items() if v} == {}
+
+
+def test_inference_reaches_no_training_module():
+    """Everything `facevae.load()` imports, transitively: never the trainer (a static twin of test_api's check)."""
+    g = graph()
+    seen, todo = set(), ["facevae.api"]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(g.get(m, ()))
+    assert not [m for m in seen if under(m, ("facevae.training", "facevae.tasks", "facevae.cli", "facevae.web"))]
+    assert "facevae.modelfiles.checkpoint" in seen  # the walk does follow the imports

@@ -77,10 +77,12 @@ def test_r1_is_the_squared_input_gradient_of_the_discriminator():
 def test_the_patch_discriminator_gives_one_logit_per_patch_and_spectral_norm_bounds_it():
     disc = PatchDiscriminator((8, 16, 32), "spectral")
     assert disc(images(0)).shape == (2, 1, 7, 7)
-    weight = disc.net[0].weight  # the normalised weight the layer uses
     for _ in range(10):  # power iterations converge as training steps run
         disc(images(0))
+    weight = disc.net[0].weight  # the normalised weight the layer uses, after those iterations
     assert torch.linalg.matrix_norm(weight.flatten(1), ord=2) <= 1.05
+    raw = PatchDiscriminator((8, 16, 32), "none").net[0].weight
+    assert torch.linalg.matrix_norm(raw.flatten(1), ord=2) > 0  # (unnormalised: any size)
     plain = PatchDiscriminator((8,), "none")
     assert plain(images(0, size=32)).shape == (2, 1, 15, 15)
 

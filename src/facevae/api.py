@@ -199,9 +199,11 @@ class FaceVAE:
         return self._bank
 
     def attributes_from(self, data: str | Path) -> AttributeBank:
-        """The attribute directions of exactly `data`'s training split (read from the cache when it matches)."""
-        self._bank = attribute_bank(self.checkpoint, data=data, device=self.device, progress=self.progress)
-        return self._bank
+        """The attribute directions of exactly `data`'s training split (read from the cache when it matches).
+
+        Returned, not kept: `edit` goes on using `attribute_bank`.
+        """
+        return attribute_bank(self.checkpoint, data=data, device=self.device, progress=self.progress)
 
     @property
     def attributes(self) -> list[str]:
@@ -219,11 +221,14 @@ class FaceVAE:
             raise FacevaeError("name at least one attribute to edit, e.g. edit(z, Smiling=1.5)")
         for name, w in named.items():
             _check_finite(f"strength of {name}", w)
-        return self.as_latents(z) + self.attribute_bank.vector(list(named.items())).to(torch.float32)
+        edited = self.as_latents(z) + self.attribute_bank.vector(list(named.items())).to(torch.float32)
+        return edited[0] if z.ndim == 1 else edited  # a code in, a code out
 
     def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int = 8, mode: str = "slerp") -> torch.Tensor:
-        """Codes from `a` to `b`, ends included: (steps, D) for two codes, (steps, N, D) for two batches."""
+        """Codes from `a` to `b`, ends included: (steps, D) for two codes (D,), (steps, N, D) for two (N, D) batches."""
         za, zb = self.as_latents(a), self.as_latents(b)
+        if za.shape != zb.shape:
+            raise FacevaeError(f"the two ends must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
         path = interpolate_path(za, zb, steps, mode)
         return path[:, 0] if (a.ndim == 1 and b.ndim == 1) else path
 
@@ -236,6 +241,12 @@ class FaceVAE:
         photos = [images] if isinstance(images, (str, Path, bytes, Image.Image)) else list(images)
         if not photos:
             raise FacevaeError("no images given: pass a tensor, a PIL image, a path or a list of paths")
+        if all(isinstance(p, torch.Tensor) for p in photos):
+            return torch.cat([_checked_images(p, self.image_size) for p in photos])
+        odd = next((p for p in photos if not isinstance(p, (str, Path, bytes, Image.Image))), None)
+        if odd is not None:
+            raise FacevaeError(f"cannot read a {type(odd).__name__} as a photo: pass float tensors (N, 3, H, W) "
+                               "in [0, 1], PIL images or paths")
         crop = self.config.data.crop
         return torch.stack([torch.from_numpy(photo_array(p, self.image_size, crop)) for p in photos]).float() / 255
 

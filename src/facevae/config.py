@@ -164,6 +164,9 @@ class RunConfig:
             raise FacevaeError("model.learned_sigma needs loss.recon=mse")
         if self.data.crop < m.image_size:
             raise FacevaeError(f"data.crop ({self.data.crop}) is smaller than the image size ({m.image_size})")
+        if len(self.sharp.disc_widths) > m.image_size.bit_length() - 2:
+            raise FacevaeError(f"sharp.disc_widths has {len(self.sharp.disc_widths)} stride-2 layers, too many for "
+                               f"{m.image_size}x{m.image_size} images: use at most {m.image_size.bit_length() - 2}")
         wide = self.sharp.decoder_widths
         if wide and (len(wide) != len(m.widths) or min(wide) < 1):
             raise FacevaeError(f"sharp.decoder_widths needs {len(m.widths)} positive widths (one per stage of "

@@ -158,7 +158,7 @@ def test_start_returns_right_sized_images(handlers, started):
 def _drawn(h: Handlers, z: torch.Tensor) -> np.ndarray:
     """The face the model itself decodes from code `z`, as the page shows it (uint8 H x W x 3)."""
     with torch.no_grad():
-        x = h.ex.model.decode(z[None].float())[0]
+        x = h.ex.vae.model.decode(z[None].float())[0]
     return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -403,6 +403,6 @@ def test_the_page_says_which_decoder_draws(handlers, explorer):
     from facevae.web.page import header
 
     assert "likelihood decoder" in header(handlers) and "sharp decoder" not in header(handlers)
-    sharp = Explorer(FaceVAE(explorer.vae.checkpoint, sharp_decoder=explorer.model.decoder), dims=explorer.dims,
+    sharp = Explorer(FaceVAE(explorer.vae.checkpoint, sharp_decoder=explorer.vae.model.decoder), dims=explorer.dims,
                      dim_scale=explorer.dim_scale)
     assert "drawn by its sharp decoder" in header(Handlers(sharp, n_faces=2))

@@ -38,6 +38,9 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed for samples and importance draws."),
     batch_size: int = typer.Option(100, "--batch-size", min=2, help="Images per decoder/Inception batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    decoder: str = typer.Option("auto", "--decoder", help="The decoder the FIDs, reconstructions and pictures use: "
+                                "sharp, likelihood or auto (sharp where the model has one). Bits/dim always use "
+                                "the likelihood decoder."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Evaluate a model: FID per sampler and for reconstructions, likelihood, PSNR/SSIM, latent health."""
@@ -55,7 +58,7 @@ def evaluate(
                        seed=seed, batch_size=batch_size, progress=progress)
     check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
     check_samplers(names)
-    m = run_evaluate(load(ckpt, device=device), data, out, opts)
+    m = run_evaluate(load(ckpt, device=device, decoder=decoder), data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
     typer.echo(f"report: {out / 'index.html'}")
@@ -73,7 +76,8 @@ def summary_lines(m: dict) -> list[str]:
     """One line per headline figure, each with its counts."""
     from facevae.viz.report import reconstruction_fid_note, sample_fid_note
 
-    lines = []
+    lines = [f"decoder: {m['protocol']['decoder']} (FIDs, reconstructions, pictures); bits/dim: likelihood"] \
+        if "decoder" in m.get("protocol", {}) else []
     fid = m.get("fid", {})
     for name, f in fid.get("samplers", {}).items():
         lines.append(f"FID {name}: {f['fid']:.2f} ({sample_fid_note(f)})")

@@ -35,7 +35,6 @@ def finetune_decoder(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what runs and for how long."),
 ) -> None:
     from facevae.api import load
-    from facevae.config import RunConfig
     from facevae.io import check_writable
     from facevae.modelfiles.checkpoint import load_state
     from facevae.runfolder import RunFolder

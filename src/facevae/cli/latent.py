@@ -43,7 +43,7 @@ def latents(
     from facevae.tasks.latents import latent_report
 
     check_writable(out, folder=True)
-    report = latent_report(load(ckpt, device=device), data, out, split=split, attribute=attribute or None,
+    report = latent_report(load(ckpt, device=device, decoder="likelihood"), data, out, split=split, attribute=attribute or None,
                            threshold=threshold, progress=progress)
     kl = (f", per-image KL {report['total_kl']:.1f} nats ({PER_IMAGE_KL})" if report["total_kl"] is not None
           else "")

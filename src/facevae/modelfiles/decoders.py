@@ -15,7 +15,7 @@ from safetensors.torch import load_file, safe_open
 
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
-from facevae.modelfiles.checkpoint import Checkpoint, save_weights
+from facevae.modelfiles.checkpoint import Checkpoint, first_nonfinite, save_weights
 from facevae.models.vae import Decoder
 from facevae.runfolder import SHARP_DECODER, RunFolder
 
@@ -63,6 +63,10 @@ def load_sharp_decoder(ckpt: Checkpoint, required: bool = False) -> tuple[Decode
     if meta.get("source") != ckpt.digest:
         raise FacevaeError(f"{path} was trained for other weights than {ckpt.weights}: use --decoder likelihood, "
                            "or fine-tune a sharp decoder for these weights")
+    bad = first_nonfinite(tensors)
+    if bad is not None:
+        raise FacevaeError(f"{path} holds NaN or inf ({bad}): its fine-tuning diverged; use --decoder likelihood "
+                           "or fine-tune again")
     cfg = RunConfig.from_yaml(meta["config"])
     decoder = build_decoder(cfg)
     try:

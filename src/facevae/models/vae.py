@@ -5,6 +5,7 @@ and files live elsewhere.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -97,6 +98,13 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents to images in [0, 1] (the decoder mean)."""
         return torch.sigmoid(self.decoder(z))
+
+    def with_decoder(self, decoder: nn.Module) -> "VAE":
+        """This VAE (the same encoder object) drawing with another decoder, e.g. a sharp one; self is unchanged."""
+        other = copy.copy(self)
+        other._modules = dict(self._modules)  # a shallow copy shares the module table: give it its own
+        other.decoder = decoder
+        return other
 
     def forward(self, x: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> VAEOutput:
         posterior = self.encode(x)

@@ -351,23 +351,26 @@ def evaluate(model: ModelLike, data: str | Path, out: str | Path, opts: EvalOpti
     images = load_images(ds, cfg, progress=opts.progress)
     x8 = read_subset(images, eval_idx)
 
+    # pictures, reconstructions and FID through the decoder the user draws with; bits/dim through the likelihood's
+    drawing = model if vae.sharp_decoder is None else model.with_decoder(vae.sharp_decoder)
     means, logvars = clock.time("encode", lambda: encode_images(model, x8, dev))
-    recons = clock.time("reconstruct", lambda: reconstruct_uint8(model, x8, dev))
+    recons = clock.time("reconstruct", lambda: reconstruct_uint8(drawing, x8, dev))
     likelihood = clock.time("likelihood", lambda: _likelihood(model, cfg, ds, images, eval_idx, x8, opts, dev))
     samplers = clock.time("fit_samplers",
                           lambda: fitted_samplers(loaded, data, ds, images, opts, dev))
     grids: dict[str, torch.Tensor] = {}
     fid_result: dict[str, Any] = {"skipped": "--fid-samples 0"}
     if extractor is not None:
-        fid_result = clock.time("fid", lambda: _fid_all(model, ds, images, eval_idx, recons, samplers, cfg,
+        fid_result = clock.time("fid", lambda: _fid_all(drawing, ds, images, eval_idx, recons, samplers, cfg,
                                                         extractor, opts, dev, grids, committed))
-    _complete_grids(grids, model, samplers, opts.seed, dev)
+    _complete_grids(grids, drawing, samplers, opts.seed, dev)
 
     latent = latent_health(means, logvars, deterministic=not model.is_vae)
     out.mkdir(parents=True, exist_ok=True)
     files = report.write_pictures(out, x8, recons, grids, means, latent, ds, eval_idx)
     metrics = {
-        "protocol": {**_protocol(loaded, ds, opts, len(eval_idx), dev), "step": loaded.step},
+        "protocol": {**_protocol(loaded, ds, opts, len(eval_idx), dev), "step": loaded.step,
+                     "decoder": vae.decoder},
         "model": {"kind": cfg.model.kind, "latent_dim": cfg.model.latent_dim, "image_size": cfg.model.image_size,
                   "block": cfg.model.block, "recon_loss": cfg.loss.recon, "sigma": cfg.loss.sigma,
                   "learned_sigma": cfg.model.learned_sigma, "beta": cfg.loss.beta},

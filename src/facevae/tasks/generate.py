@@ -4,6 +4,7 @@ Each task takes a loaded `FaceVAE` (or anything `facevae.load` takes, loaded onc
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -18,12 +19,18 @@ ModelLike = Union[FaceVAE, str, Path, None]
 
 
 def as_model(model: ModelLike, device: str = "auto", data: str | Path | None = None) -> FaceVAE:
-    """`model` itself, or the model a source names, loaded once; `data` fits what it lacks."""
+    """`model` itself (on its own device), or the model a source names, loaded once; `data` fits what it lacks.
+
+    A given FaceVAE is never changed: with `data` a shallow copy (sharing its loaded
+    samplers and vectors) carries it.
+    """
     if not isinstance(model, FaceVAE):
         return load(model, device=device, data=data)
-    if data is not None:
-        model.data = data
-    return model
+    if data is None or data == model.data:
+        return model
+    view = copy.copy(model)
+    view.data = data
+    return view
 
 
 def generate(model: ModelLike = None, *, n: int = 64, seed: int = 0, temperature: float = 1.0,

@@ -23,7 +23,7 @@ from facevae.config import RunConfig
 from facevae.data import load_images, open_dataset
 from facevae.data.encode import cached_latents
 from facevae.errors import FacevaeError
-from facevae.modelfiles.checkpoint import load_state, save_state
+from facevae.modelfiles.checkpoint import first_nonfinite, load_state, save_state
 from facevae.modelfiles.decoders import build_decoder, save_sharp_decoder
 from facevae.modelfiles.samplers import store_dirs
 from facevae.modelfiles.attributes import cache_paths
@@ -57,7 +57,9 @@ class SharpTrainer:
         self.amp = autocast_dtype(cfg.train.precision, self.device)  # bf16 where the CPU runs it natively
         self.scaler = grad_scaler(self.amp, self.device)
         self.adversarial = s.adv_weight > 0
-        self.disc = PatchDiscriminator(s.disc_widths, s.disc_norm).to(self.device) if self.adversarial else None
+        with torch.random.fork_rng(devices=[]):  # a seeded discriminator, the caller's RNG untouched
+            torch.manual_seed(seed)
+            self.disc = PatchDiscriminator(s.disc_widths, s.disc_norm).to(self.device) if self.adversarial else None
         # betas (0.5, 0.9): VQGAN's and most GANs' choice, a short momentum for a moving target
         self.opt_g = torch.optim.Adam(decoder.parameters(), lr=s.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=s.disc_lr, betas=(0.5, 0.9)) if self.disc else None
@@ -122,20 +124,31 @@ class SharpTrainer:
 
     def state(self) -> dict:
         out = {"decoder": self.decoder.state_dict(), "opt_g": self.opt_g.state_dict(), "step": self.step,
-               "seconds": self.seconds, "adv_scale": self.adv_scale, "rng": self.g.get_state()}
+               "seconds": self.seconds, "adv_scale": self.adv_scale, "rng": self.g.get_state(),
+               "scaler": self.scaler.state_dict()}
         if self.disc is not None:
             out.update(disc=self.disc.state_dict(), opt_d=self.opt_d.state_dict())
         return out
 
-    def restore(self, state: dict) -> None:
-        self.decoder.load_state_dict(state["decoder"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        if self.disc is not None:
-            if "disc" not in state:
-                raise FacevaeError("the saved run has no discriminator but this config has one: "
-                                   "resume with the run's own config, or start afresh in another --out")
-            self.disc.load_state_dict(state["disc"])
-            self.opt_d.load_state_dict(state["opt_d"])
+    def restore(self, state: dict, saved: RunConfig) -> None:
+        """Continue from `state`, saved under config `saved`: the nets' shapes must be the same."""
+        shape = ("decoder_widths", "disc_widths", "disc_norm")
+        now, then = self.cfg.sharp, saved.sharp
+        changed = [k for k in shape if getattr(now, k) != getattr(then, k)]
+        if changed or (now.adv_weight > 0) != (then.adv_weight > 0):
+            what = ", ".join(f"sharp.{k}" for k in changed) or "sharp.adv_weight (on/off)"
+            raise FacevaeError(f"the run in this folder was made with another {what}: resume without changing it, "
+                               "or start afresh in another --out")
+        try:
+            self.decoder.load_state_dict(state["decoder"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.disc is not None:
+                self.disc.load_state_dict(state["disc"])
+                self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError, KeyError):
+            raise FacevaeError("the fine-tuning state does not match its config: the file is damaged; "
+                               "start afresh in another --out") from None
+        self.scaler.load_state_dict(state.get("scaler", {}))
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
         self.adv_scale, _ = state["adv_scale"], self.g.set_state(state["rng"])
 
@@ -148,11 +161,11 @@ def finetune_decoder(source: str | Path | None, data: str | Path, out: str | Pat
                      progress: bool = True) -> SharpResult:
     """Fine-tune a sharp decoder for `source`'s encoder on `data`'s training split, for `minutes` of training."""
     out = RunFolder(Path(out))
-    vae = load(source, device=device, decoder="likelihood")
+    _check_out(out, resume)
+    vae = load(out.path if resume else source, device=device, decoder="likelihood")  # resume: the copied model
     if cfg.model != vae.config.model:
         raise FacevaeError("finetune-decoder keeps the source's model (its encoder and latent space): "
                            "drop --set model.*; a wider decoder is --set sharp.decoder_widths=[...]")
-    _check_out(out, resume)
     out.path.mkdir(parents=True, exist_ok=True)
     with run_lock(out.path):
         if not resume:
@@ -161,7 +174,9 @@ def finetune_decoder(source: str | Path | None, data: str | Path, out: str | Pat
         images, means, logvars = _training_latents(vae, data, out, progress)
         trainer = SharpTrainer(cfg, _initial_decoder(vae, cfg), seed=cfg.train.seed)
         if resume:
-            trainer.restore(load_state(out.sharp_checkpoint)[1])
+            saved, state = load_state(out.sharp_checkpoint)
+            trainer.restore(state, saved)
+            _trim_log(out, trainer.step)
         with phase(f"fine-tuning the decoder for {minutes:g} minutes of training", progress):
             last = _loop(trainer, images, means, logvars, out, vae, minutes * 60, max_steps)
         _save(trainer, out, vae)
@@ -173,8 +188,8 @@ def _check_out(out: RunFolder, resume: bool) -> None:
         raise FacevaeError(f"no fine-tuning to resume in {out.path}: drop --resume to start afresh")
     if not resume and out.sharp_checkpoint.is_file():
         raise FacevaeError(f"{out.path} holds a fine-tuning run: --resume continues it, or pick another --out")
-    if not resume and out.checkpoint.is_file():
-        raise FacevaeError(f"{out.path} holds a training run: pick another --out for the sharp decoder")
+    if not resume and (out.checkpoint.is_file() or out.weights.is_file()):
+        raise FacevaeError(f"{out.path} holds a model: pick a new --out for the sharp decoder")
 
 
 def _copy_source(vae: FaceVAE, out: RunFolder) -> None:
@@ -206,8 +221,10 @@ def _training_latents(vae: FaceVAE, data, out: RunFolder, progress: bool):
 
 
 def _initial_decoder(vae: FaceVAE, cfg: RunConfig) -> torch.nn.Module:
-    if cfg.sharp.decoder_widths:
-        return build_decoder(cfg).to(vae.device)  # a wider decoder starts from scratch
+    if cfg.sharp.decoder_widths:  # a wider decoder starts from scratch, seeded
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)
+            return build_decoder(cfg).to(vae.device)
     return copy.deepcopy(vae.model.decoder)
 
 
@@ -230,12 +247,27 @@ def _loop(trainer: SharpTrainer, images, means, logvars, out: RunFolder, vae: Fa
     return last
 
 
+def _trim_log(out: RunFolder, step: int) -> None:
+    """Drop the log rows written after the checkpoint a run resumes from."""
+    if out.metrics.is_file():
+        rows = [line for line in out.metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
+        out.metrics.write_text("".join(f"{r}\n" for r in rows))
+
+
 def _log(out: RunFolder, row: dict) -> None:
     with open(out.metrics, "a") as f:
         f.write(json.dumps(row) + "\n")
 
 
 def _save(trainer: SharpTrainer, out: RunFolder, vae: FaceVAE) -> None:
-    """The resumable state first, then the decoder later commands use (eval-mode BatchNorm statistics)."""
-    save_state(out.sharp_checkpoint, trainer.cfg, trainer.state())
+    """The resumable state first, then the decoder later commands use (eval-mode BatchNorm statistics).
+
+    Nothing non-finite is written: a diverged run keeps its last good files.
+    """
+    state = trainer.state()
+    bad = first_nonfinite({**state["decoder"], **state.get("disc", {})})
+    if bad is not None:
+        raise FacevaeError(f"the fine-tuning diverged by step {trainer.step} ({bad} holds NaN or inf); the last good "
+                           f"decoder is kept: lower sharp.adv_weight or sharp.lr and --resume, or start afresh")
+    save_state(out.sharp_checkpoint, trainer.cfg, state)
     save_sharp_decoder(out.sharp_decoder, trainer.cfg, trainer.decoder, vae.checkpoint.digest, trainer.step)

@@ -48,7 +48,7 @@ class Explorer:
         if not self.samplers:
             self.samplers = {"prior": build_sampler("prior", self.latent_dim)}
         if self.dims is None:
-            self.dims, self.dim_scale = active_dimensions(self.model, self.latent_dim, device=self.device)
+            self.dims, self.dim_scale = active_dimensions(self.vae.model, self.latent_dim, device=self.vae.device)
         self._basis = self._edit_basis()
 
     # ------------------------------------------------------------------ construction
@@ -66,20 +66,8 @@ class Explorer:
         return cls(vae, names, steps, attr_note, samplers=samplers, sampler_note=sampler_note)
 
     @property
-    def model(self) -> VAE:
-        return self.vae.model
-
-    @property
     def cfg(self) -> RunConfig:
         return self.vae.config
-
-    @property
-    def label(self) -> str:
-        return self.vae.label
-
-    @property
-    def device(self) -> torch.device:
-        return self.vae.device
 
     @property
     def latent_dim(self) -> int:

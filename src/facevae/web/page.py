@@ -58,7 +58,7 @@ def header(h: Handlers) -> str:
     ex = h.ex
     size, crop = ex.image_size, ex.cfg.data.crop
     return (f"## facevae: explore a face VAE\n"
-            f"Model: {ex.label} ({ex.cfg.model.kind}, {size}x{size} pixels, {ex.latent_dim}-dim latent), "
+            f"Model: {ex.vae.label} ({ex.cfg.model.kind}, {size}x{size} pixels, {ex.latent_dim}-dim latent), "
             f"drawn by its {DECODER_NOTES[ex.vae.decoder]}.  \n"
             f"Draw random faces, click one to edit it with the sliders, or upload your own photo. "
             f"The model expects CelebA-aligned faces: a centered {crop}x{crop} crop of the 178x218 aligned "

@@ -1,0 +1,39 @@
+"""Ship a fine-tuned sharp decoder with the bundled model (src/facevae/pretrained/).
+
+    python tools/ship_sharp_decoder.py --run runs/sharp/adv
+
+The run must have been fine-tuned from the bundled weights (`finetune-decoder` without
+--ckpt): its sharp decoder records their digest, which is checked here. It is stored in
+fp16 (read back as float32) beside the weights as <name>.sharp_decoder.safetensors, and
+from then on `facevae.load()`, the CLI and the page draw with it by default;
+`--decoder likelihood` keeps the model's own.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from facevae.errors import FacevaeError
+from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.decoders import load_sharp_decoder, save_sharp_decoder, sharp_decoder_path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, required=True)
+    a = ap.parse_args()
+    run, bundled = load_model(a.run), load_model(None)
+    if run.digest != bundled.digest:
+        raise FacevaeError(f"{a.run} was not fine-tuned from the bundled weights: nothing to ship")
+    decoder, cfg = load_sharp_decoder(run, required=True)
+    target = sharp_decoder_path(bundled)
+    save_sharp_decoder(target, cfg, decoder, bundled.digest, step=0, dtype=torch.float16)
+    total = sum(p.stat().st_size for p in target.parent.glob("*.safetensors"))
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.2f} MB); bundle weights, samplers and decoders "
+          f"{total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
