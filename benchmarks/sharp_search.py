@@ -21,6 +21,7 @@ score: FID-N (--samples, default 2,000; seeded) of the row's reconstructions of 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from datetime import datetime, timezone
@@ -33,7 +34,7 @@ import facevae
 from facevae.data import load_images, open_dataset
 from facevae.metrics import fid
 from facevae.metrics.recon import recon_metrics
-from facevae.runfolder import TRAIN_LATENTS
+from facevae.runfolder import SHARP_DECODER, TRAIN_LATENTS
 from facevae.tasks import evaluate as ev
 from facevae.viz.grid import pairs_grid, save_image, to_uint8, make_grid
 
@@ -108,8 +109,12 @@ def score(a) -> None:
     row = {"row": a.row, "note": recipes().get(a.row, {}).get("note", "the bundled model, likelihood decoder"),
            "set": recipes().get(a.row, {}).get("set", []), "weights_sha1": vae.weights_id, "samples": a.samples,
            "seed": a.seed, "reference": {"file": REFERENCE.name, "count": protocol["count"]}}
+    # features are cached per decoder file, sample count and seed: a row trained further is scored afresh
+    sharp = ROOT / a.row / SHARP_DECODER
+    key = hashlib.sha1(sharp.read_bytes()).hexdigest()[:10] if sharp.is_file() else vae.weights_id
     for name, images_of in decoded.items():
-        feats, _ = ev.resumable_features(work / a.row / name, a.samples, images_of, extractor, CHUNK)
+        feats, _ = ev.resumable_features(work / a.row / f"{name}-{key}-n{a.samples}-s{a.seed}", a.samples, images_of,
+                                         extractor, CHUNK)
         row[f"fid_{name}_train_all"] = round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2)
         row[f"fid_{name}_valid_780"] = round(ev.fid_to_reference(feats, mu_valid, sigma_valid), 2)
     valid = ev.read_subset(images, valid_idx)

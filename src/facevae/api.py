@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from facevae.config import RunConfig
-from facevae.data.photos import Photo, photo_array
+from facevae.data.photos import Photo, photo_array, resolve_align
 from facevae.errors import FacevaeError, did_you_mean
 from facevae.latent.attributes import AttributeBank
 from facevae.latent.interpolate import interpolate as interpolate_path
@@ -134,17 +134,17 @@ class FaceVAE:
     # ------------------------------------------------------------------ latents <-> images
 
     @torch.no_grad()
-    def posterior(self, images: Images) -> DiagonalGaussian:
-        """q(z|x) of each image: mean and log-variance (N, D) on the CPU."""
-        x = self.as_images(images)
+    def posterior(self, images: Images, align: bool | None = None) -> DiagonalGaussian:
+        """q(z|x) of each image: mean and log-variance (N, D) on the CPU; `align` as in `as_images`."""
+        x = self.as_images(images, align)
         params = batched(lambda b: torch.cat(_mean_logvar(self.model.encode(b)), 1), x, self.device)
         mean, logvar = params.chunk(2, dim=1)
         return DiagonalGaussian(mean, logvar, deterministic=not self.model.is_vae)
 
     @torch.no_grad()
-    def encode(self, images: Images) -> torch.Tensor:
-        """The posterior means (N, D): the code a face is edited and interpolated from."""
-        x = self.as_images(images)
+    def encode(self, images: Images, align: bool | None = None) -> torch.Tensor:
+        """The posterior means (N, D): the code a face is edited and interpolated from; `align` as in `as_images`."""
+        x = self.as_images(images, align)
         return batched(lambda b: self.model.encode(b).mean.float(), x, self.device)
 
     @torch.no_grad()
@@ -153,9 +153,9 @@ class FaceVAE:
         net = self.sharp_decoder if self.sharp_decoder is not None else self.model.decoder
         return batched(lambda b: torch.sigmoid(net(b)).float(), self.as_latents(z), self.device)
 
-    def reconstruct(self, images: Images) -> torch.Tensor:
+    def reconstruct(self, images: Images, align: bool | None = None) -> torch.Tensor:
         """decode(encode(images)): the model's reconstruction of each face from its posterior mean."""
-        return self.decode(self.encode(images))
+        return self.decode(self.encode(images, align))
 
     # ------------------------------------------------------------------ new faces
 
@@ -234,8 +234,12 @@ class FaceVAE:
 
     # ------------------------------------------------------------------ checking inputs
 
-    def as_images(self, images: Images) -> torch.Tensor:
-        """Float (N, 3, H, W) in [0, 1] at this model's size: tensors are checked, photos read and cropped."""
+    def as_images(self, images: Images, align: bool | None = None) -> torch.Tensor:
+        """Float (N, 3, H, W) in [0, 1] at this model's size: tensors are checked, photos read and cropped.
+
+        Photos (paths, bytes, PIL images) are first aligned to the CelebA template when
+        `align` is True, or None and the align extra is installed; tensors never are.
+        """
         if isinstance(images, torch.Tensor):
             return _checked_images(images, self.image_size)
         photos = [images] if isinstance(images, (str, Path, bytes, Image.Image)) else list(images)
@@ -247,8 +251,9 @@ class FaceVAE:
         if odd is not None:
             raise FacevaeError(f"cannot read a {type(odd).__name__} as a photo: pass float tensors (N, 3, H, W) "
                                "in [0, 1], PIL images or paths")
-        crop = self.config.data.crop
-        return torch.stack([torch.from_numpy(photo_array(p, self.image_size, crop)) for p in photos]).float() / 255
+        crop, align = self.config.data.crop, resolve_align(align)
+        return torch.stack([torch.from_numpy(photo_array(p, self.image_size, crop, align))
+                            for p in photos]).float() / 255
 
     def as_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Float32 (N, D) codes, checked: the right width, finite."""

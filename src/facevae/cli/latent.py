@@ -7,7 +7,8 @@ from typing import List, Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.train_generate import CkptOpt, DecoderOpt, DeviceOpt, check_out_file, build_config
+from facevae.cli.train_generate import (AlignOpt, CkptOpt, DecoderOpt, DeviceOpt, FaceOpt, build_config,
+                                        check_out_file)
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
 
@@ -84,6 +85,8 @@ def edit(
     out: Path = typer.Option(Path("edit.png"), "--out", help="Grid PNG to write."),
     device: str = DeviceOpt,
     decoder: str = DecoderOpt,
+    align: Optional[bool] = AlignOpt,
+    face: Optional[int] = FaceOpt,
 ) -> None:
     """Edit faces along CelebA attribute directions: rows are faces, columns are strengths."""
     from facevae.api import load
@@ -96,7 +99,8 @@ def edit(
     weights = parse_attribute_weights(attribute)
     values = parse_strengths(strengths)
     vae = load(ckpt, device=device, decoder=decoder)
-    result = edit_faces(vae, weights, values, images=images, data=data, split=split, n=n, attr_data=attr_data)
+    result = edit_faces(vae, weights, values, images=images, data=data, split=split, n=n, attr_data=attr_data,
+                        align=align, face=face)
     save_image(edit_grid(result.faces, values, result.title, result.originals if originals else None, scale), out)
     typer.echo(f"wrote {_count(len(result.originals), 'face')} x {_count(len(values), 'strength')} to {out}")
 
@@ -118,6 +122,8 @@ def interpolate(
     fps: float = typer.Option(8.0, "--fps", min=0.1, max=50.0, help="GIF frames per second."),
     device: str = DeviceOpt,
     decoder: str = DecoderOpt,
+    align: Optional[bool] = AlignOpt,
+    face: Optional[int] = FaceOpt,
 ) -> None:
     """Walk between two faces (posterior means of two images) or two random codes, as a grid and a GIF."""
     from facevae.api import load
@@ -133,7 +139,7 @@ def interpolate(
         check_writable(gif, "--gif")
     vae = load(ckpt, device=device, decoder=decoder)
     faces, originals = interpolate_faces(vae, images=[*images, *(more_images or [])], seed=seed, pairs=pairs,
-                                         mode=mode, steps=steps)
+                                         mode=mode, steps=steps, align=align, face=face)
     save_image(interpolation_grid(faces, mode, originals, scale), out)
     written = [str(out)]
     if gif is not None:

@@ -27,6 +27,8 @@ def serve(
                                      "one is fastest for single 64 px decodes on a shared machine."),
     device: str = DeviceOpt,
     decoder: str = DecoderOpt,
+    align: Optional[bool] = typer.Option(None, "--align/--no-align", help="Align uploaded photos to the CelebA "
+                                         "template (default: when the align extra is installed)."),
 ) -> None:
     """Serve a local web page: random faces, attribute sliders, interpolation, your own photos."""
     import torch
@@ -42,7 +44,8 @@ def serve(
                              log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)
-    handlers = Handlers(explorer, n_faces=faces, examples=example_photos(data) if data is not None else ())
+    handlers = Handlers(explorer, n_faces=faces, examples=example_photos(data) if data is not None else (),
+                        align=align)
     if explorer.attr_note:
         typer.echo(explorer.attr_note, err=True)
     demo = build_app(handlers)

@@ -16,6 +16,11 @@ CkptOpt = typer.Option(None, "--ckpt", help="Run folder, .safetensors weights, e
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 DecoderOpt = typer.Option("auto", "--decoder", help="sharp (fine-tuned for sharp faces), likelihood (the model's "
                           "own) or auto: sharp where the model has one.")
+AlignOpt = typer.Option(None, "--align/--no-align", help="Move the face in each --images photo onto the CelebA "
+                        "template first (needs facevae[align]); default: align when it is installed. Faces from "
+                        "--data are aligned already.")
+FaceOpt = typer.Option(None, "--face", min=0, metavar="K", help="The face to align in each --images photo, "
+                       "numbered from 0, the largest (default 0).")
 
 
 def build_config(config: Optional[Path], sets: list[str], epochs: Optional[int], max_steps: Optional[int],
@@ -94,6 +99,8 @@ def reconstruct(
     out: Path = typer.Option(Path("reconstructions.png"), "--out", help="PNG: originals above reconstructions."),
     device: str = DeviceOpt,
     decoder: str = DecoderOpt,
+    align: Optional[bool] = AlignOpt,
+    face: Optional[int] = FaceOpt,
 ) -> None:
     """Reconstruct faces: originals above their reconstructions."""
     from facevae.api import load
@@ -104,7 +111,7 @@ def reconstruct(
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
     check_out_file(out)
     vae = load(ckpt, device=device, decoder=decoder)
-    originals, recons = run_reconstruct(vae, images=images, data=data, split=split, n=n)
+    originals, recons = run_reconstruct(vae, images=images, data=data, split=split, n=n, align=align, face=face)
     save_image(pairs_grid(originals, recons), out)
     k = len(originals)
     typer.echo(f"wrote {k} reconstruction{'s' if k != 1 else ''} (originals above) to {out}")

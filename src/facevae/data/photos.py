@@ -4,11 +4,15 @@ The CLI's `--images`, the web upload and `FaceVAE.encode` all come through here,
 phone photo encodes the same way everywhere: EXIF orientation applied, transparency
 flattened onto white, greyscale and palette images made RGB, then the training data's
 own crop and resize (`preprocess_image`). CelebA's files go through `data/cache.py`.
+
+With `align`, the face is first moved onto the CelebA template (`data/align.py`, the
+align extra), so a tilted or off-centre face reaches the model where training faces were.
 """
 from __future__ import annotations
 
 import io
 import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Union
@@ -16,11 +20,15 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facevae.data import detect
+from facevae.data.align import align_photo
 from facevae.data.cache import MAX_IMAGE_PIXELS, preprocess_image
 from facevae.errors import FacevaeError
 
 Photo = Union[str, Path, bytes, Image.Image]
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+NOT_ALIGNED = "note: photos are centre-cropped, not aligned: pip install 'facevae[align]' to align them"
+_noted = False  # NOT_ALIGNED is said once per process, not once per photo
 
 
 def open_photo(source: Photo) -> Image.Image:
@@ -59,9 +67,31 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def photo_array(source: Photo, size: int, crop: int) -> np.ndarray:
-    """uint8 (3, size, size): the photo cropped and resized as the model's training images were."""
-    return preprocess_image(open_photo(source), size, crop)
+def photo_array(source: Photo, size: int, crop: int, align: bool | None = False,
+                face: int | None = None) -> np.ndarray:
+    """uint8 (3, size, size): the photo (aligned first, with `align`) cropped and resized as the training images were.
+
+    `face` picks a face by number, 0 the largest; `align` None aligns when the extra is installed.
+    """
+    img = open_photo(source)
+    if resolve_align(align, face):
+        img = align_photo(img, face)
+    return preprocess_image(img, size, crop)
+
+
+def resolve_align(align: bool | None, face: int | None = None) -> bool:
+    """Whether to align: None means when the detector is installed (else a one-time note on stderr)."""
+    if face is not None and align is False:
+        raise FacevaeError("choosing a face (--face / face=) needs alignment: drop --no-align / align=False")
+    if align is not None or face is not None:
+        return align is not False  # asking for a face is asking for alignment, installed or not
+    if detect.available():
+        return True
+    global _noted
+    if not _noted:
+        _noted = True
+        print(NOT_ALIGNED, file=sys.stderr)
+    return False
 
 
 def _too_large(name: str, pixels: int | None) -> FacevaeError:

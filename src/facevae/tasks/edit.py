@@ -31,12 +31,14 @@ class FaceEdit:
 
 def edit_faces(model: ModelLike, attributes: Sequence[tuple[str, float]], strengths: Sequence[float], *,
                images: Sequence[str | Path] = (), data: str | Path | None = None, split: str = "valid", n: int = 8,
-               attr_data: str | Path | None = None, device: str = "auto") -> FaceEdit:
+               attr_data: str | Path | None = None, device: str = "auto", align: bool | None = None,
+               face: int | None = None) -> FaceEdit:
     """Faces edited along attribute directions, float in [0, 1] on the CPU.
 
     Edit s of a face is decode(mu + s * sum_a(w_a * step_a)): the weighted attributes
     form one combined edit and the strengths scale all of it together. Without
     `attr_data`, vectors cached for the weights serve, else they come from `data`.
+    Photos from `images` are aligned to the CelebA template as `read_images` says (`align`, `face`).
     """
     bad = [v for v in [*strengths, *(w for _, w in attributes)] if not math.isfinite(v)]
     if bad:
@@ -45,7 +47,7 @@ def edit_faces(model: ModelLike, attributes: Sequence[tuple[str, float]], streng
     bank = vae.attribute_bank if attr_data is None else vae.attributes_from(attr_data)
     vector = bank.vector(attributes)
     named = [(bank.names[bank.index(name)], float(w)) for name, w in attributes]
-    x = input_faces(vae, images, data, split, n)
+    x = input_faces(vae, images, data, split, n, align, face)
     z = edit_latents(vae.encode(x), vector, strengths)
     out = vae.decode(z.reshape(-1, z.shape[-1]))
     return FaceEdit(x, out.view(len(x), len(strengths), *out.shape[1:]), named, list(strengths))

@@ -12,7 +12,7 @@ import torch
 
 from facevae.api import FaceVAE, load
 from facevae.data import open_dataset
-from facevae.data.photos import photo_array
+from facevae.data.photos import photo_array, resolve_align
 from facevae.errors import FacevaeError
 
 ModelLike = Union[FaceVAE, str, Path, None]
@@ -41,33 +41,43 @@ def generate(model: ModelLike = None, *, n: int = 64, seed: int = 0, temperature
                                                 components=components)
 
 
-def read_images(paths: Sequence[str | Path], size: int, crop: int) -> torch.Tensor:
-    """Photos as uint8 (N, 3, size, size), read like every user photo (`data/photos.py`)."""
+def read_images(paths: Sequence[str | Path], size: int, crop: int, align: bool | None = None,
+                face: int | None = None) -> torch.Tensor:
+    """Photos as uint8 (N, 3, size, size), read like every user photo (`data/photos.py`).
+
+    `align` None aligns each face to the CelebA template when the align extra is installed;
+    `face` picks the face in each photo (0 the largest).
+    """
     if not paths:
         raise FacevaeError("no images given: pass --images FILE (repeatable)")
-    return torch.stack([torch.from_numpy(photo_array(p, size, crop)) for p in paths])
+    align = resolve_align(align, face)
+    return torch.stack([torch.from_numpy(photo_array(p, size, crop, align, face)) for p in paths])
 
 
 def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
     """The first `n` images of a split, read straight from the files (no cache build for a handful)."""
     ds = open_dataset(data)
     idx = ds.split_indices(split)[:n]
-    return read_images(ds.paths(idx), size, crop)
+    return read_images(ds.paths(idx), size, crop, align=False)  # CelebA's files are aligned already
 
 
 def input_faces(vae: FaceVAE, images: Sequence[str | Path] = (), data: str | Path | None = None,
-                split: str = "valid", n: int = 8) -> torch.Tensor:
-    """Float (N, 3, H, W) in [0, 1]: the given photos, else the first `n` faces of a split of `data`."""
+                split: str = "valid", n: int = 8, align: bool | None = None, face: int | None = None) -> torch.Tensor:
+    """Float (N, 3, H, W) in [0, 1]: the given photos (aligned as `read_images`), else the first `n` faces of `data`."""
     if bool(images) == (data is not None):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split and --n), not both or neither")
     size, crop = vae.image_size, vae.config.data.crop
-    x8 = read_images(images, size, crop) if images else first_images(data, split, n, size, crop)
+    x8 = read_images(images, size, crop, align, face) if images else first_images(data, split, n, size, crop)
     return x8.float().div(255)
 
 
 def reconstruct(model: ModelLike = None, *, images: Sequence[str | Path] = (), data: str | Path | None = None,
-                split: str = "valid", n: int = 8, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """(originals, reconstructions), float in [0, 1] on the CPU; reconstructions decode the posterior mean."""
+                split: str = "valid", n: int = 8, device: str = "auto", align: bool | None = None,
+                face: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(originals, reconstructions), float in [0, 1] on the CPU; reconstructions decode the posterior mean.
+
+    Photos from `images` are aligned as `read_images` says; CelebA's from `data` never again.
+    """
     vae = as_model(model, device)
-    x = input_faces(vae, images, data, split, n)
+    x = input_faces(vae, images, data, split, n, align, face)
     return x, vae.reconstruct(x)

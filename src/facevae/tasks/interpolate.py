@@ -13,11 +13,12 @@ from facevae.tasks.generate import ModelLike, as_model, read_images
 
 def interpolate_faces(model: ModelLike, *, images: Sequence[str | Path] = (), seed: int | None = None,
                       pairs: int = 1, mode: str = "slerp", steps: int = 8,
-                      device: str = "auto") -> tuple[torch.Tensor, torch.Tensor | None]:
+                      device: str = "auto", align: bool | None = None,
+                      face: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(faces (steps, pairs, 3, H, W), originals (2, 3, H, W) or None), float in [0, 1] on the CPU.
 
     With two images the path joins their posterior means (one pair); with a seed,
-    `pairs` pairs of N(0, I) draws.
+    `pairs` pairs of N(0, I) draws. The two photos are aligned as `read_images` says (`align`, `face`).
     """
     if bool(images) == (seed is not None):
         raise FacevaeError("give either --images A B or --seed S, not both or neither")
@@ -31,7 +32,7 @@ def interpolate_faces(model: ModelLike, *, images: Sequence[str | Path] = (), se
     vae = as_model(model, device)
     originals = None
     if images:
-        originals = read_images(images, vae.image_size, vae.config.data.crop).float().div(255)
+        originals = read_images(images, vae.image_size, vae.config.data.crop, align, face).float().div(255)
         z = vae.encode(originals)
         z0, z1 = z[:1], z[1:]
     else:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
-from facevae.data.photos import photo_array
+from facevae.data.photos import photo_array, resolve_align
 from facevae.web.explorer import Explorer
 from facevae.web.upload import photo_notes, read_upload
 
@@ -34,8 +34,9 @@ class Handlers:
     """One method per interaction of the page, sharing one Explorer; downloads go to `gif_dir` (a temp folder)."""
 
     def __init__(self, explorer: Explorer, n_faces: int = N_FACES, gif_dir: str | Path | None = None,
-                 examples: list[bytes] = ()):
+                 examples: list[bytes] = (), align: bool | None = None):
         self.ex = explorer
+        self.align = align  # uploads: None aligns when the align extra is installed
         self.n_faces = n_faces
         self.examples = list(examples)  # photos (file bytes) offered on the page, e.g. from --data
         self._tmp = None if gif_dir else tempfile.TemporaryDirectory(prefix="facevae-web-")
@@ -92,18 +93,22 @@ class Handlers:
         return (self.ex.decode(state["base"][None])[0], *self.zeros)
 
     def upload(self, data: bytes | None, state: State | None) -> tuple:
-        """A face photo: cropped like CelebA, encoded, and chosen for editing.
+        """A face photo: aligned to the CelebA template (with the align extra) or cropped like CelebA,
+        encoded, and chosen for editing.
 
         -> (warnings, what the model sees, reconstruction, state, chosen, edited, *slider zeros), where
-        warnings is "" or a note on a photo taken but badly suited (tiny, landscape, very tall);
-        FacevaeError with a message for the page when the bytes are not a usable image.
+        warnings is "" or a note on a centre-cropped photo taken but badly suited (tiny, landscape, very
+        tall); FacevaeError with a message for the page when the bytes are not a usable image or, when
+        aligning, hold no face.
         """
         img = read_upload(data)
         size, crop = self.ex.image_size, self.ex.cfg.data.crop
-        x = photo_array(img, size, crop)
+        align = resolve_align(self.align)
+        x = photo_array(img, size, crop, align)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
-        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))
+        # the notes are about where the centre crop falls; an aligned face is placed by its landmarks
+        notes = "" if align else " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))
         return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
 
     def example(self, state: State | None, index: int) -> tuple:
