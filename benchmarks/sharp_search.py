@@ -151,13 +151,26 @@ def _picture(valid: torch.Tensor, recons: torch.Tensor, samples: torch.Tensor):
 
 def table(a) -> None:
     rows = [json.loads(line) for line in Path(a.results).read_text().splitlines() if line.strip()]
-    print("| row | training | FID-2k recon vs train / valid | FID-2k GMM vs train / valid | PSNR valid | SSIM valid |")
+    rates = json.loads((ROOT / "rates.json").read_text()) if (ROOT / "rates.json").is_file() else {}
+    print("| row | steps (idle-rate minutes) | FID-2k recon vs train / valid | FID-2k GMM vs train / valid | "
+          "PSNR valid (dB) | SSIM valid |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        t = r.get("steps_minutes") or {}
-        spent = f"{t['steps']} steps, {t['minutes']} min" if t else "-"
+        steps = _steps(ROOT / r["row"])
+        spent = f"{steps} ({steps * rates[r['row']] / 60:.1f} min at {rates[r['row']]} s/step)" if steps else "-"
         print(f"| {r['row']} | {spent} | {r['fid_reconstructions_train_all']} / {r['fid_reconstructions_valid_780']} | "
               f"{r['fid_gmm_train_all']} / {r['fid_gmm_valid_780']} | {r['psnr_valid_db']} | {r['ssim_valid']} |")
+
+
+def _steps(run_dir: Path) -> int | None:
+    """The step the row's sharp decoder was saved at."""
+    path = run_dir / SHARP_DECODER
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return int(f.metadata()["step"])
 
 
 def main() -> None:
