@@ -34,7 +34,8 @@ def finetune_decoder(
     device: str = DeviceOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Say what runs and for how long."),
 ) -> None:
-    from facevae.api import load
+    from facevae.modelfiles.checkpoint import read_config
+    from facevae.modelfiles.pretrained import resolve_source
     from facevae.io import check_writable
     from facevae.modelfiles.checkpoint import load_state
     from facevae.runfolder import RunFolder
@@ -42,7 +43,7 @@ def finetune_decoder(
 
     check_writable(out, folder=True)
     base = load_state(RunFolder(out).sharp_checkpoint)[0] if resume and RunFolder(out).sharp_checkpoint.is_file() \
-        else load(ckpt, device="cpu", decoder="likelihood").config
+        else read_config(resolve_source(ckpt))  # the header only: the run loads the weights once
     cfg = base.override(list(set_)) if set_ else base
     result = run(ckpt if not resume else out, data, out, cfg, minutes=minutes, max_steps=max_steps, resume=resume,
                  device=device, progress=progress)

@@ -56,9 +56,10 @@ def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False
 MAX_IMAGE_PIXELS = 40_000_000  # no face photo needs more; a small file can decode to gigabytes
 
 
-def _too_large(path: Path, pixels: int | None) -> FacevaeError:
+def too_large(name: str, pixels: int | None) -> FacevaeError:
+    """The one error for an image over MAX_IMAGE_PIXELS; `name` says which ("image PATH", "the photo")."""
     size = f"{pixels / 1e6:.0f} megapixels" if pixels else "too many pixels"
-    return FacevaeError(f"image {path} is too large to decode ({size}; at most "
+    return FacevaeError(f"{name} is too large to decode ({size}; at most "
                         f"{MAX_IMAGE_PIXELS // 10**6} megapixels): shrink it or pick another")
 
 
@@ -66,14 +67,14 @@ def load_image(path: Path, size: int, crop: int, draft: bool = False) -> np.ndar
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
-                raise _too_large(path, img.width * img.height)
+                raise too_large(f"image {path}", img.width * img.height)
             return preprocess_image(img, size, crop, draft)
     except FileNotFoundError:
         raise FacevaeError(f"image {path} does not exist: check the path") from None
     except Image.DecompressionBombError as e:
         # PIL refuses the largest ones itself, in Image.open, naming its own limit: keep only the size
         found = re.search(r"\((\d+) pixels\)", str(e))
-        raise _too_large(path, int(found[1]) if found else None) from None
+        raise too_large(f"image {path}", int(found[1]) if found else None) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise FacevaeError(
             f"cannot read image {path} ({e.__class__.__name__}): it is corrupt or not an image; "

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facevae.data import detect
 from facevae.data.align import align_photo
-from facevae.data.cache import MAX_IMAGE_PIXELS, preprocess_image
+from facevae.data.cache import MAX_IMAGE_PIXELS, preprocess_image, too_large
 from facevae.errors import FacevaeError
 
 Photo = Union[str, Path, bytes, Image.Image]
@@ -42,7 +42,7 @@ def open_photo(source: Photo) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as img:
                 if img.width * img.height > MAX_IMAGE_PIXELS:  # known from the header, before decoding
-                    raise _too_large(name, img.width * img.height)
+                    raise too_large(name, img.width * img.height)
                 img.load()
                 return to_rgb(img)
     except FileNotFoundError:
@@ -51,7 +51,7 @@ def open_photo(source: Photo) -> Image.Image:
         raise FacevaeError(f"{name} is a folder: give an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         found = re.search(r"\((\d+) pixels\)", str(e))
-        raise _too_large(name, int(found[1]) if found else None) from None
+        raise too_large(name, int(found[1]) if found else None) from None
     except _UNREADABLE as e:
         raise FacevaeError(f"cannot read {name} ({type(e).__name__}): it is corrupt or not an image; "
                            "give a JPEG, PNG or WebP photo") from None
@@ -92,9 +92,3 @@ def resolve_align(align: bool | None, face: int | None = None) -> bool:
         _noted = True
         print(NOT_ALIGNED, file=sys.stderr)
     return False
-
-
-def _too_large(name: str, pixels: int | None) -> FacevaeError:
-    size = f"{pixels / 1e6:.0f} megapixels" if pixels else "too many pixels"
-    return FacevaeError(f"{name} is too large to decode ({size}; at most {MAX_IMAGE_PIXELS // 10**6} "
-                        "megapixels): shrink it or pick another")
