@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from facevae.data import load_images, open_dataset
+from facevae.errors import FacevaeError
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
@@ -30,7 +31,6 @@ from facevae.modelfiles.checkpoint import load_model
 
 CHUNK = 500
 RECONSTRUCTIONS = "reconstructions"
-REFERENCE = fid.committed_reference_dir() / "celeba_mini-train-c148-64px.npz"
 
 
 def add_seconds(work: Path, seconds: float) -> float:
@@ -53,6 +53,18 @@ def reconstructions_of(model, images, indices, dev: torch.device):
     return lambda start, stop: reconstruct_uint8(model, ev.read_subset(images, indices[start:stop]), dev)
 
 
+def train_reference(ds, cfg, extractor, explicit: str | None) -> Path:
+    """The committed statistics of all train images at the model's size and crop (a mismatch names its field)."""
+    try:
+        found = ev.committed_reference(ev.wanted_protocol(ds, "train", 0, cfg, extractor.identity), explicit)
+    except FacevaeError as e:
+        raise SystemExit(str(e).replace("--fid-reference-stats", "--reference")) from None
+    if found is None:
+        raise SystemExit(f"no committed reference statistics for {cfg.model.image_size}x{cfg.model.image_size}, "
+                         f"crop {cfg.data.crop}: make them with tools/fid_reference.py --size {cfg.model.image_size}")
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default=None, help="run folder or weights file; default: the bundled model")
@@ -60,17 +72,19 @@ def main() -> None:
     ap.add_argument("--samplers", default="prior,gmm,two_stage,gaussian")
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reference", default=str(REFERENCE))
+    ap.add_argument("--reference", default=None,
+                    help="reference statistics; default: the committed file that matches the model's protocol")
     ap.add_argument("--work", required=True)
     ap.add_argument("--results", default=None, help="JSONL file each sampler's row is appended to")
     ap.add_argument("--label", default="bundled")
     a = ap.parse_args()
     dev = torch.device("cpu")
-    mu_ref, sigma_ref, protocol = fid.load_reference(a.reference)
     loaded = load_model(a.ckpt, dev)
     model, cfg = loaded.model, loaded.config
     extractor = fid.InceptionFeatures(device=dev)
     ds = open_dataset(a.data, cfg.data.val_fraction)
+    reference = train_reference(ds, cfg, extractor, a.reference)
+    mu_ref, sigma_ref, protocol = fid.load_reference(reference)
     images = load_images(ds, cfg, progress=False)
     work = Path(a.work)
     valid_idx = ds.split_indices("valid")
@@ -87,7 +101,7 @@ def main() -> None:
         row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
                "samples": a.samples, "seed": a.seed,
                "fid_train_all": round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2),
-               "reference": {"file": Path(a.reference).name, "count": protocol["count"], "split": protocol["split"]},
+               "reference": {"file": reference.name, "count": protocol["count"], "split": protocol["split"]},
                "fid_valid_780": round(ev.fid_to_reference(feats, mu_valid, sigma_valid), 2),
                "seconds": round(add_seconds(work / name, spent), 1),
                "machine": f"CPU, {torch.get_num_threads()} threads", "torch": torch.__version__,
