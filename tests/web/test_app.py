@@ -406,3 +406,23 @@ def test_the_page_says_which_decoder_draws(handlers, explorer):
     sharp = Explorer(FaceVAE(explorer.vae.checkpoint, sharp_decoder=explorer.vae.model.decoder), dims=explorer.dims,
                      dim_scale=explorer.dim_scale)
     assert "drawn by its sharp decoder" in header(Handlers(sharp, n_faces=2))
+
+
+def test_a_64px_upload_on_a_128px_model_is_enlarged_with_a_note(tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config("model.image_size=128", "model.widths=[4,8,8,8,8]")
+    model = build_model(cfg.model).eval()
+    ex = Explorer(FaceVAE.from_model(model, cfg), list(NAMES), torch.zeros(len(NAMES), cfg.model.latent_dim))
+    h = Handlers(ex, n_faces=2, gif_dir=tmp_path, align=False)
+    notes, seen, recon, *_ = h.upload(_png(size=(64, 64)), h.start("prior", 1.0, 0, 5, "slerp")[1])
+    assert _is_face(seen, 128) and _is_face(recon, 128)  # taken and resized, not refused
+    assert "only 64x64 pixels" in notes and "enlarged to 128x128 for this 128 px model" in notes
+
+
+def test_an_aligned_photo_is_warned_about_its_size_only():
+    from facevae.web.upload import photo_notes
+
+    assert photo_notes(640, 360, 148, 128, aligned=True) == []  # landscape, but the landmarks place the face
+    small = photo_notes(64, 64, 148, 128, aligned=True)
+    assert len(small) == 1 and "enlarged to 128x128" in small[0]
+    assert any("landscape" in n for n in photo_notes(640, 360, 148, 128))

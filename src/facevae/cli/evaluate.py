@@ -7,12 +7,14 @@ from typing import Optional
 import typer
 
 from facevae.cli.app import app
+from facevae.cli.train_generate import CkptOpt, ModelOpt, model_source
 from facevae.io import check_writable
 
 
 @app.command()
 def evaluate(
-    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Run folder or .safetensors weights; default: the bundled model."),
+    ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     data: Path = typer.Option(..., "--data", help="CelebA root (holding img_align_celeba/) or a folder of face images."),
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, pictures and index.html."),
     split: str = typer.Option("valid", "--split", help="Split for likelihood, reconstruction and latent health."),
@@ -56,9 +58,10 @@ def evaluate(
                        likelihood_images=likelihood_images, samplers=names, components=components,
                        fit_images=fit_images, inception=str(inception) if inception else None, device=device,
                        seed=seed, batch_size=batch_size, progress=progress)
+    source = model_source(ckpt, model)
     check_writable(out, folder=True)  # before the minutes of sampling and FID, not after
     check_samplers(names)
-    m = run_evaluate(load(ckpt, device=device, decoder=decoder), data, out, opts)
+    m = run_evaluate(load(source, device=device, decoder=decoder), data, out, opts)
     for line in summary_lines(m):
         typer.echo(line)
     typer.echo(f"report: {out / 'index.html'}")

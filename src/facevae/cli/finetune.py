@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.train_generate import CkptOpt, DeviceOpt
+from facevae.cli.train_generate import CkptOpt, DeviceOpt, ModelOpt, model_source
 
 FINETUNE_HELP = (
     "Fine-tune a sharp decoder for a trained model (or the bundled one), its encoder frozen.\n\n"
@@ -24,6 +24,7 @@ FINETUNE_HELP = (
 @app.command("finetune-decoder", help=FINETUNE_HELP)
 def finetune_decoder(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     data: Path = typer.Option(..., "--data", help="CelebA root: the training split the decoder learns from."),
     out: Path = typer.Option(..., "--out", help="New folder: the model, its sharp decoder, samplers, logs."),
     minutes: float = typer.Option(..., "--minutes", min=0.1, help="Wall-clock training budget (encoding excluded)."),
@@ -41,6 +42,7 @@ def finetune_decoder(
     from facevae.runfolder import RunFolder
     from facevae.training.finetune import finetune_decoder as run
 
+    ckpt = model_source(ckpt, model)
     check_writable(out, folder=True)
     base = load_state(RunFolder(out).sharp_checkpoint)[0] if resume and RunFolder(out).sharp_checkpoint.is_file() \
         else read_config(resolve_source(ckpt))  # the header only: the run loads the weights once

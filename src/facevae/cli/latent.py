@@ -7,8 +7,8 @@ from typing import List, Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.train_generate import (AlignOpt, CkptOpt, DecoderOpt, DeviceOpt, FaceOpt, build_config,
-                                        check_out_file)
+from facevae.cli.train_generate import (AlignOpt, CkptOpt, DecoderOpt, DeviceOpt, FaceOpt, ModelOpt, build_config,
+                                        check_out_file, model_source)
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
 
@@ -27,6 +27,7 @@ LATENTS_HELP = (
 @app.command(help=LATENTS_HELP)
 def latents(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     data: Path = typer.Option(..., "--data", help="CelebA root (holding img_align_celeba/)."),
     split: str = typer.Option("valid", "--split", help="train, valid, test or all: the images to encode."),
     attribute: str = typer.Option("Smiling", "--attribute",
@@ -43,9 +44,10 @@ def latents(
     from facevae.metrics.latent_health import PER_IMAGE_KL
     from facevae.tasks.latents import latent_report
 
+    source = model_source(ckpt, model)  # a bad name is refused before --out is made
     check_writable(out, folder=True)
-    report = latent_report(load(ckpt, device=device, decoder="likelihood"), data, out, split=split, attribute=attribute or None,
-                           threshold=threshold, progress=progress)
+    report = latent_report(load(source, device=device, decoder="likelihood"), data, out, split=split,
+                           attribute=attribute or None, threshold=threshold, progress=progress)
     kl = (f", per-image KL {report['total_kl']:.1f} nats ({PER_IMAGE_KL})" if report["total_kl"] is not None
           else "")
     typer.echo(f"{report['active_units']} of {report['latent_dim']} latent units active{kl}; "
@@ -66,6 +68,7 @@ EDIT_HELP = (
 @app.command(help=EDIT_HELP)
 def edit(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     images: List[Path] = typer.Option([], "--images", metavar="FILE", help="Face image files to edit (repeatable)."),
     data: Optional[Path] = DataOpt,
     split: str = typer.Option("valid", "--split", help="Split to take faces from (with --data)."),
@@ -98,7 +101,7 @@ def edit(
     check_out_file(out)
     weights = parse_attribute_weights(attribute)
     values = parse_strengths(strengths)
-    vae = load(ckpt, device=device, decoder=decoder)
+    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
     result = edit_faces(vae, weights, values, images=images, data=data, split=split, n=n, attr_data=attr_data,
                         align=align, face=face)
     save_image(edit_grid(result.faces, values, result.title, result.originals if originals else None, scale), out)
@@ -108,6 +111,7 @@ def edit(
 @app.command()
 def interpolate(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     images: List[Path] = typer.Option([], "--images", metavar="FILE", help="The two end faces: --images A.jpg B.jpg."),
     # the second face of `--images A.jpg B.jpg` arrives here: a two-value option would swallow the
     # next option when only one face is given, and click's message would not say what is wrong
@@ -137,7 +141,7 @@ def interpolate(
         if gif.suffix.lower() != ".gif":
             raise FacevaeError(f"--gif {gif} must end in .gif")
         check_writable(gif, "--gif")
-    vae = load(ckpt, device=device, decoder=decoder)
+    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
     faces, originals = interpolate_faces(vae, images=[*images, *(more_images or [])], seed=seed, pairs=pairs,
                                          mode=mode, steps=steps, align=align, face=face)
     save_image(interpolation_grid(faces, mode, originals, scale), out)

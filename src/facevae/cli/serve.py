@@ -8,13 +8,14 @@ from typing import Optional
 import typer
 
 from facevae.cli.app import app
-from facevae.cli.train_generate import CkptOpt, DecoderOpt, DeviceOpt
+from facevae.cli.train_generate import CkptOpt, DecoderOpt, DeviceOpt, ModelOpt, model_source
 from facevae.errors import FacevaeError
 
 
 @app.command()
 def serve(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; the default lets only this machine in."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
     data: Optional[Path] = typer.Option(None, "--data", envvar="FACEVAE_DATA",
@@ -40,7 +41,7 @@ def serve(
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    explorer = Explorer.load(ckpt, data=data, device=device, components=components, decoder=decoder,
+    explorer = Explorer.load(model_source(ckpt, model), data=data, device=device, components=components, decoder=decoder,
                              log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)

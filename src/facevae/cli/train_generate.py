@@ -10,9 +10,12 @@ from facevae.cli.app import app
 from facevae.config import RunConfig
 from facevae.errors import FacevaeError
 from facevae.io import check_writable
+from facevae.modelfiles import BUNDLED, BUNDLED_NAMES
 
 CkptOpt = typer.Option(None, "--ckpt", help="Run folder, .safetensors weights, exported Hub folder, Hub repo id or "
-                        "bundled name (celeba64); default: the bundled model.")
+                       f"bundled name ({', '.join(BUNDLED_NAMES)}); default: the bundled {BUNDLED} model.")
+ModelOpt = typer.Option(None, "--model", metavar="NAME", help="A model shipped with facevae, by name: "
+                        f"{', '.join(BUNDLED_NAMES)} (default {BUNDLED}). Instead of --ckpt.")
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 DecoderOpt = typer.Option("auto", "--decoder", help="sharp (fine-tuned for sharp faces), likelihood (the model's "
                           "own) or auto: sharp where the model has one.")
@@ -21,6 +24,17 @@ AlignOpt = typer.Option(None, "--align/--no-align", help="Move the face in each 
                         "--data are aligned already.")
 FaceOpt = typer.Option(None, "--face", min=0, metavar="K", help="The face to align in each --images photo, "
                        "numbered from 0, the largest (default 0).")
+
+
+def model_source(ckpt: Optional[Path], model: Optional[str]) -> Optional[Path]:
+    """What to load: --ckpt as given, or the weights of the bundled model --model names (never a local path)."""
+    if model is None:
+        return ckpt
+    if ckpt is not None:
+        raise FacevaeError(f"give --ckpt or --model, not both (--ckpt {ckpt}, --model {model})")
+    from facevae.modelfiles.checkpoint import bundled_weights
+
+    return bundled_weights(model)  # an unknown name: one line listing the bundled names
 
 
 def build_config(config: Optional[Path], sets: list[str], epochs: Optional[int], max_steps: Optional[int],
@@ -67,6 +81,7 @@ def train(
 @app.command()
 def sample(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     n: int = typer.Option(64, "--n", min=1, max=100_000, help="Number of faces."),
     out: Path = typer.Option(Path("samples.png"), "--out", help="Grid PNG to write."),
     seed: int = typer.Option(0, "--seed"),
@@ -83,7 +98,7 @@ def sample(
     from facevae.viz.grid import save_grid
 
     check_out_file(out)
-    vae = load(ckpt, device=device, data=data, decoder=decoder)
+    vae = load(model_source(ckpt, model), device=device, data=data, decoder=decoder)
     check_grid_size(n, vae.image_size)
     save_grid(vae.sample(n, sampler=sampler, temperature=temperature, seed=seed, components=components), out)
     typer.echo(f"wrote {n} face{'s' if n != 1 else ''} to {out}")
@@ -92,6 +107,7 @@ def sample(
 @app.command()
 def reconstruct(
     ckpt: Optional[Path] = CkptOpt,
+    model: Optional[str] = ModelOpt,
     images: List[Path] = typer.Option([], "--images", metavar="FILE", help="Image files to reconstruct (repeatable)."),
     data: Optional[Path] = typer.Option(None, "--data", help="CelebA root to take images from."),
     split: str = typer.Option("valid", "--split", help="train, valid or test (with --data)."),
@@ -110,7 +126,7 @@ def reconstruct(
     if bool(images) == bool(data):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
     check_out_file(out)
-    vae = load(ckpt, device=device, decoder=decoder)
+    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
     originals, recons = run_reconstruct(vae, images=images, data=data, split=split, n=n, align=align, face=face)
     save_image(pairs_grid(originals, recons), out)
     k = len(originals)

@@ -30,8 +30,7 @@ from facevae.models.vae import VAE, build_model
 
 # the run-folder names live in facevae.runfolder; re-exported here, where most modules import them
 from facevae.runfolder import CHECKPOINT, CONFIG, WEIGHTS  # noqa: E402
-BUNDLED = "celeba64"  # the default model
-BUNDLED_NAMES = ("celeba64",)  # models shipped in facevae/pretrained/<name>.safetensors
+from facevae.modelfiles import BUNDLED, BUNDLED_NAMES  # noqa: E402,F401  (re-exported)
 CONFIG_JSON = "config.json"  # a Hugging Face Hub folder's config (see modelfiles.pretrained)
 MODEL_TYPE = "facevae"
 
@@ -201,7 +200,7 @@ class Checkpoint:
     digest: str
     is_bundled: bool
     step: int | None  # the training step the weights file records, when it does
-    source: str  # what was asked for: "bundled" or the --ckpt path as given
+    source: str  # what was asked for: "bundled <name>" or the --ckpt path as given
 
     @property
     def weights_id(self) -> str:
@@ -232,7 +231,7 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     step = meta.get("step")
     return Checkpoint(model.to(device).eval(), cfg, path, None if bundled else path.parent,
                       hashlib.sha1(data).hexdigest(), bundled, int(step) if step is not None else None,
-                      "bundled" if is_bundled_name(ckpt) else str(ckpt))
+                      f"bundled {path.stem}" if bundled else str(ckpt))
 
 
 def _metadata(data: bytes) -> dict[str, str]:

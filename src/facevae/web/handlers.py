@@ -107,8 +107,7 @@ class Handlers:
         x = photo_array(img, size, crop, align)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
-        # the notes are about where the centre crop falls; an aligned face is placed by its landmarks
-        notes = "" if align else " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size))
+        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size, aligned=align))
         return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
 
     def example(self, state: State | None, index: int) -> tuple:

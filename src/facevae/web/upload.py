@@ -52,16 +52,20 @@ def _probe(data: bytes) -> tuple[str, tuple[int, int]]:
     return fmt, size
 
 
-def photo_notes(width: int, height: int, crop: int, size: int) -> list[str]:
+def photo_notes(width: int, height: int, crop: int, size: int, aligned: bool = False) -> list[str]:
     """Warnings (not refusals) for a photo the CelebA crop will serve badly; [] for a CelebA-like portrait.
 
-    `crop` is the crop in CelebA-width pixels (data.crop), `size` the model's input size.
+    `crop` is the crop in CelebA-width pixels (data.crop), `size` the model's input size. An
+    `aligned` photo is placed by its landmarks, so only its resolution can be wrong, never the crop.
     """
-    side = min(crop * width / 178, width, height)
+    side = min(width, height) if aligned else min(crop * width / 178, width, height)
     notes = []
-    if side < size:
-        notes.append(f"the photo is only {width}x{height} pixels: its {side:.0f}-pixel crop is enlarged to "
-                     f"{size}x{size}, so the face comes out blurred.")
+    if side < size:  # e.g. a 64 px face for a 128 px model: taken, enlarged, and said so
+        what = "it is" if aligned else f"its {side:.0f}-pixel crop is"
+        notes.append(f"the photo is only {width}x{height} pixels: {what} enlarged to {size}x{size} for this "
+                     f"{size} px model, so the face comes out blurred.")
+    if aligned:
+        return notes
     if width / height > WIDE:
         notes.append(f"a landscape photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
                      "which is likely to cut the face or show it small (a ghost face). Crop the photo to a "

@@ -1,0 +1,74 @@
+"""`--model NAME`: every command that takes a model takes a bundled one by name (issue 25)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import facevae.cli  # noqa: F401  (registers the commands on the app)
+from facevae.cli.app import app
+from facevae.cli.train_generate import model_source
+from facevae.errors import FacevaeError
+from facevae.modelfiles import BUNDLED_NAMES
+from facevae.modelfiles.checkpoint import bundled_weights
+from tests.cli.test_cli import assert_user_error, facevae
+from tests.conftest import make_celeba
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_celeba(tmp_path_factory.mktemp("model-option") / "celeba", n=24)
+
+
+def _commands(data: Path, tmp: Path) -> dict[str, list[str]]:
+    """Each command that takes a model, with the other arguments it needs to reach the model."""
+    return {
+        "sample": ["sample", "--out", tmp / "s.png"],
+        "reconstruct": ["reconstruct", "--data", data, "--out", tmp / "r.png"],
+        "edit": ["edit", "--data", data, "--attribute", "Smiling", "--out", tmp / "e.png"],
+        "interpolate": ["interpolate", "--seed", "0", "--out", tmp / "i.png"],
+        "latents": ["latents", "--data", data, "--out", tmp / "lat"],
+        "evaluate": ["evaluate", "--data", data, "--out", tmp / "ev"],
+        "export": ["export", "--out", tmp / "hub"],
+        "finetune-decoder": ["finetune-decoder", "--data", data, "--out", tmp / "ft", "--minutes", "1"],
+    }
+
+
+@pytest.mark.parametrize("command", ["sample", "reconstruct", "edit", "interpolate", "latents", "evaluate", "export",
+                                     "finetune-decoder"])
+def test_every_model_command_refuses_an_unknown_bundled_name_listing_the_names(command, data, tmp_path):
+    args = _commands(data, tmp_path)[command]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--model", "celeba256"]])
+    assert isinstance(result.exception, FacevaeError), result.output
+    message = str(result.exception)
+    assert "celeba256" in message and f"the bundled models are: {', '.join(BUNDLED_NAMES)}" in message
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_unknown_name_is_one_line_and_exit_2_from_the_shell(tmp_path):
+    result = facevae("sample", "--model", "celeba256", "--out", tmp_path / "s.png")
+    assert_user_error(result, "no bundled model is called 'celeba256'", "the bundled models are: celeba64")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_model_and_ckpt_together_are_refused(tmp_path):
+    with pytest.raises(FacevaeError, match="not both"):
+        model_source(tmp_path, "celeba64")
+
+
+def test_model_names_the_bundled_weights_even_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "celeba64").mkdir()  # a local folder would win for --ckpt celeba64; --model means the bundle
+    assert model_source(None, "celeba64") == bundled_weights("celeba64")
+    assert model_source(Path("runs/x"), None) == Path("runs/x")
+
+
+def test_sample_with_model_draws_what_the_default_draws(tmp_path):
+    for name, extra in (("default.png", []), ("named.png", ["--model", "celeba64"])):
+        result = CliRunner().invoke(app, ["sample", "--n", "4", "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "default.png") as a, Image.open(tmp_path / "named.png") as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
