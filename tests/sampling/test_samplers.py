@@ -117,6 +117,20 @@ def test_prior_temperature_scales_the_std(temperature: float) -> None:
     assert torch.allclose(z.std(0), torch.full((8,), temperature), rtol=0.02)
 
 
+def test_shifted_prior_moves_the_mean_by_half_and_keeps_the_std() -> None:
+    from facevae.sampling.prior import ShiftedPriorSampler
+
+    shifted = build_sampler("shifted", 8)
+    z = shifted.sample(40000, gen(4), temperature=0.5)
+    base = PriorSampler(8).sample(40000, gen(4), temperature=0.5)
+    assert torch.equal(z, base + 0.5)  # the same draws, moved: a FID gap between them is the shift alone
+    assert torch.allclose(z.mean(0), torch.full((8,), 0.5), atol=0.01)
+    assert shifted.options() == {"latent_dim": 8, "shift": 0.5}
+    assert ShiftedPriorSampler(8, shift=-1.0).sample(3, gen(0), temperature=0.0).eq(-1.0).all()
+    with pytest.raises(FacevaeError, match="finite number"):
+        ShiftedPriorSampler(8, shift=float("nan"))
+
+
 def test_prior_fit_records_the_latent_size() -> None:
     prior = PriorSampler().fit(torch.zeros(5, 6))
     assert prior.latent_dim == 6 and prior.sample(3).shape == (3, 6)
@@ -147,7 +161,8 @@ def test_gaussian_sampler_survives_a_collapsed_dimension() -> None:
 def fitted(latents: torch.Tensor, gmm: GMMSampler) -> dict:
     return {"prior": PriorSampler(3).fit(latents), "gaussian": GaussianSampler().fit(latents), "gmm": gmm,
             "two_stage": TwoStageSampler(hidden=16, steps=20).fit(latents),
-            "diffusion": DiffusionSampler(hidden=16, steps=20, sample_steps=5).fit(latents)}
+            "diffusion": DiffusionSampler(hidden=16, steps=20, sample_steps=5).fit(latents),
+            "shifted": build_sampler("shifted", shift=0.25).fit(latents)}
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

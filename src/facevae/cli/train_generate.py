@@ -87,7 +87,8 @@ def sample(
     seed: int = typer.Option(0, "--seed"),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Scale of the latent noise."),
     sampler: str = typer.Option("prior", "--sampler",
-                                help="prior, gaussian, gmm, two_stage or diffusion (fitted to the training latents)."),
+                                help="prior, gaussian, gmm, two_stage or diffusion (fitted to the training latents), "
+                                     "or shifted (the prior moved by +0.5, seed 004's patch)."),
     components: int = typer.Option(10, "--components", min=1, help="GMM components (--sampler gmm)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data to fit a sampler on, when none is stored yet."),
     device: str = DeviceOpt,

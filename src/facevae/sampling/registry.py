@@ -9,11 +9,12 @@ from facevae.sampling.base import Sampler
 from facevae.sampling.diffusion import DiffusionSampler
 from facevae.sampling.gaussian import GaussianSampler
 from facevae.sampling.gmm import GMMSampler
-from facevae.sampling.prior import PriorSampler
+from facevae.sampling.prior import PriorSampler, ShiftedPriorSampler
 from facevae.sampling.two_stage import TwoStageSampler
 
 SAMPLERS: dict[str, type[Sampler]] = {"prior": PriorSampler, "gaussian": GaussianSampler, "gmm": GMMSampler,
-                                      "two_stage": TwoStageSampler, "diffusion": DiffusionSampler}
+                                      "two_stage": TwoStageSampler, "diffusion": DiffusionSampler,
+                                      "shifted": ShiftedPriorSampler}
 
 
 def sampler_class(name: str) -> type[Sampler]:
