@@ -57,3 +57,18 @@ def test_resumable_features_continue_where_a_run_stopped(tmp_path):
     (tmp_path / "features-000003.npy").unlink()  # as if killed while that chunk was featurised
     again, _ = ev.resumable_features(tmp_path, 7, images_of, extractor, chunk=3)
     assert calls[3:] == [(3, 6)] and np.array_equal(again, first)
+
+
+def test_a_128px_model_is_refused_the_64px_statistics_naming_the_field(celeba_root):
+    import pytest
+
+    from facevae.errors import FacevaeError
+
+    ds = open_dataset(celeba_root)
+    cfg = RunConfig.load("celeba128")
+    wanted = ev.wanted_protocol(ds, "train", 0, cfg, fid.inception_identity())
+    with pytest.raises(FacevaeError, match=r"stored vs wanted: image_size: 64 vs 128\)") as err:
+        ev.committed_reference(wanted, explicit=SHIPPED)
+    assert "\n" not in str(err.value)
+    chosen = ev.committed_reference(wanted)  # the shipped 64 px file is never picked for it
+    assert chosen != SHIPPED and (chosen is None or fid.load_reference(chosen)[2]["image_size"] == 128)
