@@ -72,3 +72,15 @@ def test_a_128px_model_is_refused_the_64px_statistics_naming_the_field(celeba_ro
     assert "\n" not in str(err.value)
     chosen = ev.committed_reference(wanted)  # the shipped 64 px file is never picked for it
     assert chosen != SHIPPED and (chosen is None or fid.load_reference(chosen)[2]["image_size"] == 128)
+
+
+def test_the_128px_file_holds_the_protocol_statistics_and_is_chosen_for_128px(celeba_root):
+    shipped128 = fid.committed_reference_dir() / "celeba_mini-train-c148-128px.npz"
+    mu, sigma, protocol = fid.load_reference(shipped128)
+    assert (protocol["split"], protocol["count"], protocol["crop"], protocol["image_size"]) == ("train", 24012, 148, 128)
+    assert mu.shape == (2048,) and np.array_equal(sigma, sigma.T) and np.all(np.diag(sigma) >= 0)
+    assert shipped128.stat().st_size <= 9 * 2 ** 20
+    same_data = {k: v for k, v in protocol.items() if k != "image_size"}
+    assert same_data == {k: v for k, v in fid.load_reference(SHIPPED)[2].items() if k != "image_size"}
+    wanted = ev.wanted_protocol(open_dataset(celeba_root), "train", 0, RunConfig.load("celeba128"), fid.inception_identity())
+    assert ev.committed_reference(wanted) == shipped128
