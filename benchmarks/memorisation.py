@@ -15,7 +15,6 @@ model that copies puts its samples much nearer the training set than unseen face
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from facevae.tasks import evaluate as ev
 from facevae.viz.grid import pairs_grid, save_image
 from facevae.viz.plots import save_figure, subplots
 
-from protocol_fid import CHUNK, samples_of  # noqa: E402  (benchmarks/ is the script's folder)
+from protocol_fid import CHUNK, emit, samples_of  # noqa: E402  (benchmarks/ is the script's folder)
 
 TRAIN_CHUNK = 1000  # tools/fid_reference.py's chunk
 PICTURE = 64
@@ -89,10 +88,7 @@ def main() -> None:
            "samples_below_valid_p1": round(float((s_dist < np.percentile(v_dist, 1)).mean()), 4),
            "picture": str(a.picture), "histogram": str(hist), "first_neighbours": s_idx[:8].tolist(),
            "date": datetime.now(timezone.utc).isoformat(timespec="minutes")}
-    print(json.dumps(row), flush=True)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    emit(row, a.results)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,14 @@ def reconstructions_of(model, images, indices, dev: torch.device):
     return lambda start, stop: reconstruct_uint8(model, ev.read_subset(images, indices[start:stop]), dev)
 
 
+def emit(row: dict, results: str | None) -> None:
+    """Print one result row and append it to the JSONL file, when one is given."""
+    print(json.dumps(row), flush=True)
+    if results:
+        with open(results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def train_reference(ds, cfg, extractor, explicit: str | None) -> Path:
     """The committed statistics of all train images at the model's size and crop (a mismatch names its field)."""
     try:
@@ -106,10 +114,7 @@ def main() -> None:
                "seconds": round(add_seconds(work / name, spent), 1),
                "machine": f"CPU, {torch.get_num_threads()} threads", "torch": torch.__version__,
                "date": datetime.now(timezone.utc).isoformat(timespec="minutes")}
-        print(json.dumps(row), flush=True)
-        if a.results:
-            with open(a.results, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        emit(row, a.results)
 
 
 if __name__ == "__main__":
