@@ -63,7 +63,7 @@ class EvalOptions:
     fid_reference_stats: str | None = None  # a committed reference file that must match, instead of the automatic one
     iw_samples: int = 64  # k of the IWAE bound; 0 = no likelihood
     likelihood_images: int = 0  # 0 = the whole split
-    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage", "diffusion")
+    samplers: tuple[str, ...] = ("prior", "gaussian", "gmm", "two_stage", "diffusion", "shifted")
     components: int = 10  # GMM components
     fit_images: int = 0  # training images whose latents fit the samplers; 0 = all (the stored sampler when there is one)
     inception: str | None = None
