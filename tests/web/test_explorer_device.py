@@ -31,4 +31,4 @@ def test_sampler_fits_encode_on_the_models_device(fake_celeba, tmp_path, monkeyp
     loaded = dataclasses.replace(load_model(tmp_path / "run"), model=model.to("meta"))
     samplers, note = load_samplers(FaceVAE(loaded, data=fake_celeba))
     assert seen and all(d == torch.device("meta") for d in seen)
-    assert list(samplers) == ["prior"] and "gaussian" in note
+    assert list(samplers) == ["prior", "shifted"] and "gaussian" in note  # the two that need no fit
