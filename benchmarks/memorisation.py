@@ -34,6 +34,13 @@ from protocol_fid import CHUNK, emit, samples_of  # noqa: E402  (benchmarks/ is 
 
 TRAIN_CHUNK = 1000  # tools/fid_reference.py's chunk
 PICTURE = 64
+CHECK = 8  # images featurised afresh to check that stored features belong to this run
+
+
+def check_features(stored: np.ndarray, fresh: torch.Tensor, where: str) -> None:
+    if not np.allclose(stored, fresh.double().cpu().numpy(), rtol=1e-3, atol=1e-4):
+        raise SystemExit(f"the features in {where} were made from other images than this run's: "
+                         "give an empty folder (or the one this very model, seed and size filled)")
 
 
 def histogram(samples: np.ndarray, valid: np.ndarray, label: str, out: Path) -> Path:
@@ -74,6 +81,11 @@ def main() -> None:
     valid = ev.resumable_features(work / "valid", len(valid_idx),
                                   lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor, CHUNK)[0]
     samples = ev.resumable_features(work / a.sampler, a.samples, decoded, extractor, CHUNK)[0]
+    # the chunk folders carry no key: featurise a few images afresh, so features another model, seed
+    # or image size left there are caught rather than paired with this model's pictures
+    check_features(samples[:CHECK], extractor(decoded(0, CHECK)), f"{work / a.sampler} (--seed, --samples, --ckpt)")
+    check_features(train[:CHECK], extractor(ev.read_subset(images, train_idx[:CHECK])),
+                   f"{a.train_features} (image size and crop)")
     s_idx, s_dist = nearest(samples, train)
     _, v_dist = nearest(valid, train)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from facevae.data import load_images, open_dataset
-from facevae.errors import FacevaeError
+from facevae.metrics.reference import mismatches
 from facevae.metrics import fid
 from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
@@ -63,10 +63,14 @@ def emit(row: dict, results: str | None) -> None:
 
 def train_reference(ds, cfg, extractor, explicit: str | None) -> Path:
     """The committed statistics of all train images at the model's size and crop (a mismatch names its field)."""
-    try:
-        found = ev.committed_reference(ev.wanted_protocol(ds, "train", 0, cfg, extractor.identity), explicit)
-    except FacevaeError as e:
-        raise SystemExit(str(e).replace("--fid-reference-stats", "--reference")) from None
+    wanted = ev.wanted_protocol(ds, "train", 0, cfg, extractor.identity)
+    if explicit is not None:
+        bad = mismatches(fid.reference_protocol_of(explicit) or {}, wanted)
+        if bad:
+            raise SystemExit(f"--reference {explicit} does not fit this model and data (stored vs wanted: "
+                             f"{'; '.join(bad)}): drop --reference to use the committed file that does")
+        return Path(explicit)
+    found = ev.committed_reference(wanted)
     if found is None:
         raise SystemExit(f"no committed reference statistics for {cfg.model.image_size}x{cfg.model.image_size}, "
                          f"crop {cfg.data.crop}: make them with tools/fid_reference.py --size {cfg.model.image_size}")

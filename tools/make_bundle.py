@@ -11,8 +11,8 @@ with no data after install.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +20,10 @@ from pathlib import Path
 import torch
 
 from facevae.modelfiles import BUNDLED, BUNDLED_NAMES
+from facevae.modelfiles.attributes import attribute_bank
 from facevae.modelfiles.checkpoint import bundled_weights, load_model, save_weights
+from facevae.modelfiles.sampler_files import save_sampler
+from facevae.modelfiles.samplers import fit_on_latents, sampler_file, train_latents
 
 
 SAMPLERS = ("gaussian", "gmm", "two_stage", "diffusion")
@@ -29,14 +32,39 @@ SAMPLERS = ("gaussian", "gmm", "two_stage", "diffusion")
 STORED = {"two_stage": torch.float16, "diffusion": torch.float16, "gmm": torch.float32}
 
 
-def remove_bundle(target: Path) -> None:
-    """This name's weights, samplers and attribute vectors; the other bundled models stay."""
+def weights_id(path: Path) -> str:
+    """The id in a bundled model's sampler file names, read from the bytes (a damaged file still has one)."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+
+
+def old_files(target: Path) -> list[Path]:
+    """This name's weights, samplers, attribute vectors and measured metrics; none another bundled model uses."""
     if not target.is_file():
-        return
-    old_id = load_model(target).weights_id
-    for old in [target, *target.parent.glob(f"*-{old_id}.safetensors"),
-                *target.parent.glob(f"{target.stem}.*.safetensors")]:
-        old.unlink(missing_ok=True)
+        return []
+    old_id = weights_id(target)
+    others = {weights_id(p) for p in target.parent.glob("*.safetensors")
+              if p.stem in BUNDLED_NAMES and p != target}
+    samplers = [] if old_id in others else list(target.parent.glob(f"*-{old_id}.safetensors"))
+    return [target, *samplers, *target.parent.glob(f"{target.stem}.*")]
+
+
+def stage(run_dir: Path, data: Path, components: int, staging: Path, name: str) -> list[Path]:
+    """Every file of the new bundle, made in `staging`: the package is touched only once all exist."""
+    run = load_model(run_dir)
+    step = "" if run.step is None else str(run.step)
+    weights = staging / f"{name}.safetensors"
+    save_weights(weights, run.config, run.model.state_dict(), {"step": step, "source": str(run_dir.name)},
+                 dtype=torch.float16)
+    print(f"weights: {weights.name} ({weights.stat().st_size / 1e6:.1f} MB, step {step})")
+    bundle = load_model(weights)  # fit with the fp16-rounded weights, exactly what users will load
+    means = train_latents(bundle.model, bundle.config, data, "cpu")  # one encoding pass for all fits
+    for sampler_name in SAMPLERS:
+        sampler = fit_on_latents(sampler_name, components, means, "cpu")
+        path = staging / sampler_file(sampler_name, components, bundle)
+        save_sampler(sampler, path, dtype=STORED.get(sampler_name))
+        print(f"sampler: {path.name} ({path.stat().st_size / 1e6:.1f} MB)")
+    attribute_bank(bundle, data=data)  # a weights file that is not model.safetensors keeps <name>.attribute_vectors beside it
+    return sorted(staging.glob("*.safetensors"))
 
 
 def main() -> None:
@@ -47,33 +75,17 @@ def main() -> None:
     ap.add_argument("--name", default=BUNDLED, choices=BUNDLED_NAMES, help="the bundled name it replaces or adds")
     args = ap.parse_args()
 
-    run = load_model(args.run)
-    step = "" if run.step is None else str(run.step)
     target = bundled_weights(args.name)
-    remove_bundle(target)
-    save_weights(target, run.config, run.model.state_dict(), {"step": step, "source": str(args.run.name)}, dtype=torch.float16)
-    print(f"weights: {target} ({target.stat().st_size / 1e6:.1f} MB, step {step})")
-
-    # fit with the bundled (fp16-rounded) weights, exactly what users will load
-    bundle = load_model(args.name)
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["FACEVAE_CACHE"] = cache  # user-cache writes land here, then get copied into the package
-        from facevae.modelfiles.attributes import attribute_bank, cache_paths
-        from facevae.modelfiles.sampler_files import save_sampler
-        from facevae.modelfiles.samplers import fit_on_latents, sampler_file, train_latents
-
-        means = train_latents(bundle.model, bundle.config, args.data, "cpu")  # one encoding pass for all fits
-        for name in SAMPLERS:
-            sampler = fit_on_latents(name, args.components, means, "cpu")
-            shipped = target.parent / sampler_file(name, args.components, bundle)
-            save_sampler(sampler, shipped, dtype=STORED.get(name))
-            print(f"sampler: {shipped} ({shipped.stat().st_size / 1e6:.1f} MB)")
-        attribute_bank(bundle, data=args.data)
-        reads, write = cache_paths(bundle)
-        shutil.copy2(write, reads[0])
-        print(f"attributes: {reads[0]}")
-    print(json.dumps({"bundle": [p.name for p in sorted(target.parent.glob('*.safetensors'))]}))
-    print(f"the package's pretrained/ now holds {sum(p.stat().st_size for p in target.parent.rglob('*') if p.is_file()) / 1e6:.2f} MB")
+    with tempfile.TemporaryDirectory() as staging:
+        made = stage(args.run, args.data, args.components, Path(staging), args.name)
+        for old in old_files(target):
+            old.unlink()
+        for path in made:
+            shutil.move(str(path), target.parent / path.name)
+    print(json.dumps({"bundle": [p.name for p in made]}))
+    total = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
+    print(f"the package's pretrained/ now holds {total / 1e6:.2f} MB; write {args.name}.metrics.json "
+          "from its measured FIDs (it was removed with the old weights)")
 
 
 if __name__ == "__main__":

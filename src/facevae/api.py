@@ -177,7 +177,7 @@ class FaceVAE:
     def sample(self, n: int, *, sampler: str = "prior", temperature: float = 1.0, seed: int | None = None,
                components: int = 10) -> torch.Tensor:
         """`n` new faces (n, 3, H, W) in [0, 1]; `sampler` is prior, gaussian, gmm, two_stage, diffusion
-        or shifted (the prior moved by +0.5, seed 004's patch)."""
+        or shifted (the prior moved by +0.5 in every dimension)."""
         return self.decode(self.sample_latents(n, sampler=sampler, temperature=temperature, seed=seed,
                                                components=components))
 

@@ -34,11 +34,33 @@ def _commands(data: Path, tmp: Path) -> dict[str, list[str]]:
         "evaluate": ["evaluate", "--data", data, "--out", tmp / "ev"],
         "export": ["export", "--out", tmp / "hub"],
         "finetune-decoder": ["finetune-decoder", "--data", data, "--out", tmp / "ft", "--minutes", "1"],
+        "serve": ["serve", "--no-align"],
     }
 
 
-@pytest.mark.parametrize("command", ["sample", "reconstruct", "edit", "interpolate", "latents", "evaluate", "export",
-                                     "finetune-decoder"])
+COMMANDS = ["sample", "reconstruct", "edit", "interpolate", "latents", "evaluate", "export", "finetune-decoder", "serve"]
+MODULES = {"sample": "train_generate", "reconstruct": "train_generate", "edit": "latent", "interpolate": "latent",
+           "latents": "latent", "evaluate": "evaluate", "export": "export", "finetune-decoder": "finetune",
+           "serve": "serve"}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_model_command_loads_what_model_names(command, data, tmp_path, monkeypatch):
+    """What `model_source` returns is what each command loads: a stand-in path shows up in the load's error."""
+    import importlib
+
+    if command == "serve":
+        pytest.importorskip("gradio")
+    stand_in = tmp_path / "stand-in-for-the-bundle.safetensors"
+    module = importlib.import_module(f"facevae.cli.{MODULES[command]}")
+    monkeypatch.setattr(module, "model_source", lambda ckpt, model: stand_in if model == "celeba64" else ckpt)
+    args = _commands(data, tmp_path)[command]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--model", "celeba64"]])
+    assert isinstance(result.exception, FacevaeError), result.output
+    assert "stand-in-for-the-bundle" in str(result.exception)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_model_command_refuses_an_unknown_bundled_name_listing_the_names(command, data, tmp_path):
     args = _commands(data, tmp_path)[command]
     result = CliRunner().invoke(app, [str(a) for a in [*args, "--model", "celeba256"]])
@@ -64,6 +86,14 @@ def test_model_names_the_bundled_weights_even_beside_a_folder_of_that_name(tmp_p
     (tmp_path / "celeba64").mkdir()  # a local folder would win for --ckpt celeba64; --model means the bundle
     assert model_source(None, "celeba64") == bundled_weights("celeba64")
     assert model_source(Path("runs/x"), None) == Path("runs/x")
+
+
+def test_a_listed_bundle_missing_from_the_install_says_to_reinstall(monkeypatch, tmp_path):
+    from facevae.modelfiles import checkpoint
+
+    monkeypatch.setattr(checkpoint, "bundled_weights", lambda name: tmp_path / f"{name}.safetensors")
+    with pytest.raises(FacevaeError, match="the bundled model celeba64 is missing from this install: reinstall"):
+        model_source(None, "celeba64")
 
 
 def test_sample_with_model_draws_what_the_default_draws(tmp_path):

@@ -124,6 +124,14 @@ def test_a_turned_scaled_off_centre_face_comes_back_level(detector, faces, vae):
     assert with_align > without + 3, (with_align, without)
 
 
+def test_the_side_the_crop_covered_follows_the_face_size(detector, faces):
+    """A CelebA face shrunk to 0.4x on a larger canvas: the model's 148-wide crop covered about 0.4 x 148 pixels."""
+    _, full = photos.prepared_photo(posed(faces[0], 0, 1.0, (210, 230)), SIZE, CROP, align=True)
+    _, small = photos.prepared_photo(posed(faces[0], 0, 0.4, (210, 230)), SIZE, CROP, align=True)
+    # this face is a little smaller than the template's mean face, hence 163 rather than 148
+    assert full == pytest.approx(CROP, rel=0.15) and small / full == pytest.approx(0.4, rel=0.05)
+
+
 def test_a_photo_without_a_face_is_refused_in_one_line(detector, tmp_path):
     blank = tmp_path / "blank.png"
     gradient().save(blank)

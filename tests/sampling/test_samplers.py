@@ -131,6 +131,12 @@ def test_shifted_prior_moves_the_mean_by_half_and_keeps_the_std() -> None:
         ShiftedPriorSampler(8, shift=float("nan"))
 
 
+def test_samplers_that_fit_nothing_say_what_they_draw_from() -> None:
+    unfitted = {name: cls.description for name, cls in SAMPLERS.items() if not cls.fits_latents}
+    assert set(unfitted) == {"prior", "shifted"} and all(unfitted.values())
+    assert "N(0, I)" in unfitted["prior"] and "moved" in unfitted["shifted"]
+
+
 def test_prior_fit_records_the_latent_size() -> None:
     prior = PriorSampler().fit(torch.zeros(5, 6))
     assert prior.latent_dim == 6 and prior.sample(3).shape == (3, 6)

@@ -416,13 +416,24 @@ def test_a_64px_upload_on_a_128px_model_is_enlarged_with_a_note(tmp_path):
     h = Handlers(ex, n_faces=2, gif_dir=tmp_path, align=False)
     notes, seen, recon, *_ = h.upload(_png(size=(64, 64)), h.start("prior", 1.0, 0, 5, "slerp")[1])
     assert _is_face(seen, 128) and _is_face(recon, 128)  # taken and resized, not refused
-    assert "only 64x64 pixels" in notes and "enlarged to 128x128 for this 128 px model" in notes
+    assert "spans only 53 pixels of the 64x64 photo" in notes and "enlarged to 128x128 for this 128 px model" in notes
 
 
-def test_an_aligned_photo_is_warned_about_its_size_only():
+def test_an_aligned_photo_is_warned_about_its_face_size_only():
     from facevae.web.upload import photo_notes
 
-    assert photo_notes(640, 360, 148, 128, aligned=True) == []  # landscape, but the landmarks place the face
-    small = photo_notes(64, 64, 148, 128, aligned=True)
-    assert len(small) == 1 and "enlarged to 128x128" in small[0]
-    assert any("landscape" in n for n in photo_notes(640, 360, 148, 128))
+    assert photo_notes(640, 360, 300, 128, aligned=True) == []  # landscape, but the landmarks place the face
+    small = photo_notes(640, 480, 40, 128, aligned=True)  # a 40 px face in a group photo
+    assert len(small) == 1 and "spans only 40 pixels" in small[0] and "enlarged to 128x128" in small[0]
+    assert any("landscape" in n for n in photo_notes(640, 360, 300, 128))
+
+
+def test_the_aligned_side_is_the_faces_not_the_photos(monkeypatch):
+    """A small face in a big photo: the side is what the crop covered of the face, via the landmark scale."""
+    from facevae.data import photos
+
+    monkeypatch.setattr(photos, "align_face", lambda img, face: (Image.new("RGB", (178, 218)), 148 / 37))
+    photo = Image.new("RGB", (640, 480), (90, 90, 90))
+    x, side = photos.prepared_photo(photo, 128, 148, align=True)
+    assert x.shape == (3, 128, 128) and side == pytest.approx(37.0)
+    assert photos.prepared_photo(photo, 128, 148, align=False)[1] == pytest.approx(480)  # min(532, 640, 480)

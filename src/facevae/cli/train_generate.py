@@ -32,9 +32,9 @@ def model_source(ckpt: Optional[Path], model: Optional[str]) -> Optional[Path]:
         return ckpt
     if ckpt is not None:
         raise FacevaeError(f"give --ckpt or --model, not both (--ckpt {ckpt}, --model {model})")
-    from facevae.modelfiles.checkpoint import bundled_weights
+    from facevae.modelfiles.checkpoint import installed_bundle
 
-    return bundled_weights(model)  # an unknown name: one line listing the bundled names
+    return installed_bundle(model)  # an unknown name: one line listing the bundled names
 
 
 def build_config(config: Optional[Path], sets: list[str], epochs: Optional[int], max_steps: Optional[int],
@@ -88,7 +88,7 @@ def sample(
     temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Scale of the latent noise."),
     sampler: str = typer.Option("prior", "--sampler",
                                 help="prior, gaussian, gmm, two_stage or diffusion (fitted to the training latents), "
-                                     "or shifted (the prior moved by +0.5, seed 004's patch)."),
+                                     "or shifted (the prior moved by +0.5 in every dimension)."),
     components: int = typer.Option(10, "--components", min=1, help="GMM components (--sampler gmm)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data to fit a sampler on, when none is stored yet."),
     device: str = DeviceOpt,

@@ -72,6 +72,15 @@ def template() -> np.ndarray:
 
 def align_photo(img: Image.Image, face_index: int | None = None) -> Image.Image:
     """The photo's largest face (or face `face_index`, 0-based, largest first) on the CelebA template, 178x218."""
+    return align_face(img, face_index)[0]
+
+
+def align_face(img: Image.Image, face_index: int | None = None) -> tuple[Image.Image, float]:
+    """(`align_photo`'s picture, the scale from photo pixels to template pixels).
+
+    The scale says how many photo pixels the model's crop covered: a face too small for
+    the model's size is enlarged, and the caller may say so.
+    """
     faces = detect.detect_faces(img)
     if not faces:
         raise FacevaeError(NO_FACE)
@@ -79,7 +88,8 @@ def align_photo(img: Image.Image, face_index: int | None = None) -> Image.Image:
     if not 0 <= i < len(faces):
         found = "1 face (face 0)" if len(faces) == 1 else f"{len(faces)} faces (0 to {len(faces) - 1}, largest first)"
         raise FacevaeError(f"there is no face {i} in the photo: it has {found}")
-    return warp(img, similarity(faces[i].landmarks, template()))
+    matrix = similarity(faces[i].landmarks, template())
+    return warp(img, matrix), float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
 @functools.cache

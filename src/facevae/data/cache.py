@@ -31,13 +31,18 @@ CHUNK = 512
 DRAFT_VERSION = 2  # draft-mode pixels changed (crop alignment): new keys for draft caches only
 
 
+def crop_side(width: float, height: float, crop: int) -> float:
+    """The side, in the image's pixels, of the centre square `preprocess_image` takes."""
+    return min(crop * width / CELEBA_WIDTH, width, height)
+
+
 def preprocess_image(img: Image.Image, size: int, crop: int, draft: bool = False) -> np.ndarray:
     """Center crop (in CelebA-width units, scaled to this image) then antialiased resize.
 
     Returns uint8 (3, size, size).
     """
     w, h = img.size
-    c = min(crop * w / CELEBA_WIDTH, w, h)
+    c = crop_side(w, h, crop)
     if draft and img.format == "JPEG":
         # let libjpeg decode at 1/2, 1/4 or 1/8 scale while the crop still covers `size`
         scale = size / c

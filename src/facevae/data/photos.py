@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facevae.data import detect
-from facevae.data.align import align_photo
-from facevae.data.cache import MAX_IMAGE_PIXELS, preprocess_image, too_large
+from facevae.data.align import align_face
+from facevae.data.cache import MAX_IMAGE_PIXELS, crop_side, preprocess_image, too_large
 from facevae.errors import FacevaeError
 
 Photo = Union[str, Path, bytes, Image.Image]
@@ -73,10 +73,20 @@ def photo_array(source: Photo, size: int, crop: int, align: bool | None = False,
 
     `face` picks a face by number, 0 the largest; `align` None aligns when the extra is installed.
     """
+    return prepared_photo(source, size, crop, align, face)[0]
+
+
+def prepared_photo(source: Photo, size: int, crop: int, align: bool | None = False,
+                   face: int | None = None) -> tuple[np.ndarray, float]:
+    """(`photo_array`'s array, the side in photo pixels of the square the model's crop took).
+
+    A side below `size` means the face was enlarged to reach the model: blurred before encoding.
+    """
     img = open_photo(source)
     if resolve_align(align, face):
-        img = align_photo(img, face)
-    return preprocess_image(img, size, crop)
+        aligned, scale = align_face(img, face)
+        return preprocess_image(aligned, size, crop), crop_side(*aligned.size, crop) / scale
+    return preprocess_image(img, size, crop), crop_side(*img.size, crop)
 
 
 def resolve_align(align: bool | None, face: int | None = None) -> bool:

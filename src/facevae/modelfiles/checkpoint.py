@@ -153,6 +153,14 @@ def bundled_weights(name: str = BUNDLED) -> Path:
     return Path(str(resources.files("facevae") / "pretrained" / f"{name}.safetensors"))
 
 
+def installed_bundle(name: str = BUNDLED) -> Path:
+    """`bundled_weights`, checked to be on disk: a listed model missing from this install says so."""
+    path = bundled_weights(name)
+    if not path.is_file():
+        raise FacevaeError(f"the bundled model {name} is missing from this install: reinstall facevae or pass --ckpt RUN")
+    return path
+
+
 def is_bundled_name(ckpt: str | Path | None) -> bool:
     """Whether `ckpt` names a bundled model rather than a path (an existing path always wins)."""
     return ckpt is None or str(ckpt) == "" or (str(ckpt) in BUNDLED_NAMES and not Path(str(ckpt)).exists())
@@ -161,11 +169,7 @@ def is_bundled_name(ckpt: str | Path | None) -> bool:
 def resolve_weights(ckpt: str | Path | None) -> Path:
     """A run folder, a weights file, a bundled name, or None for the default bundled model -> the weights file."""
     if is_bundled_name(ckpt):
-        path = bundled_weights(str(ckpt or BUNDLED))
-        if not path.is_file():
-            raise FacevaeError(f"the bundled model {path.stem} is missing from this install: "
-                               "reinstall facevae or pass --ckpt RUN")
-        return path
+        return installed_bundle(str(ckpt or BUNDLED))
     path = Path(ckpt).expanduser()
     if path.is_dir():
         path = path / WEIGHTS

@@ -30,6 +30,8 @@ class Sampler(ABC):
     fits_latents: ClassVar[bool] = True
     # the one constructor option a stored fit is keyed by and built with (the GMM's component count)
     stored_option: ClassVar[str | None] = None
+    # what a sampler that fits nothing draws from, for reports (a fitted one is described by its fit)
+    description: ClassVar[str] = ""
 
     def __init__(self, latent_dim: int | None = None):
         if latent_dim is not None and (not isinstance(latent_dim, int) or latent_dim < 1):

@@ -15,6 +15,7 @@ class PriorSampler(Sampler):
 
     name = "prior"
     fits_latents = False
+    description = "N(0, I), the model's prior"
 
     def fit(self, latents: torch.Tensor) -> PriorSampler:
         self.latent_dim = self._check_latents(latents, min_rows=0)
@@ -34,13 +35,15 @@ class PriorSampler(Sampler):
 
 
 class ShiftedPriorSampler(PriorSampler):
-    """N(shift, T^2 I): seed 004's patch, the prior moved by +0.5 in every dimension.
+    """N(shift, T^2 I), the prior moved by +0.5 in every dimension: a patch one of the seed
+    projects (004) applied to its samples.
 
-    Kept as its own row so that project's observation is measured beside the prior and the
-    fitted Gaussian (docs/results.md), not because it is expected to beat them.
+    A sampler of its own so that patch is measured beside the prior and the fitted Gaussian
+    (docs/results.md, FID-10k), not because it is expected to beat them.
     """
 
     name = "shifted"
+    description = "the prior moved by the shift in every dimension, N(shift, I)"
 
     def __init__(self, latent_dim: int | None = None, shift: float = 0.5):
         super().__init__(latent_dim)

@@ -268,7 +268,7 @@ def fitted_samplers(ckpt: Checkpoint, data, ds: FaceDataset, images: np.ndarray,
     for name in opts.samplers:
         s = build_sampler(name, cfg.model.latent_dim, **fit_options(name, opts.components))
         if not s.fits_latents:
-            out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), "N(0, I), the model's prior")
+            out[name] = (s.fit(torch.empty(0, cfg.model.latent_dim, device=device)), s.description)
             continue
         if opts.fit_images == 0:  # the stored fit (made on the whole training split on first use)
             stored = get_sampler(ckpt, name=name, components=opts.components, data=data, device=device,

@@ -306,7 +306,7 @@ def render_report(metrics: Mapping[str, Any], out: Path) -> Path:
     """Write out/index.html from a metrics dict (as written to metrics.json)."""
     template = Template((resources.files("facevae") / "viz" / "report.html").read_text(encoding="utf-8"))
     p, model = metrics["protocol"], metrics["model"]
-    bundled = str(p["checkpoint"]).startswith("bundled")  # "bundled <name>", or "bundled" in older reports
+    bundled = p["checkpoint"] == "bundled" or str(p["checkpoint"]).startswith("bundled ")  # older reports: "bundled"
     name = f'{p["checkpoint"]} model' if bundled else Path(p["checkpoint"]).name
     subtitle = (f'{esc(model["kind"].upper())}, latent {model["latent_dim"]}, {esc(model["recon_loss"])} decoder'
                 f' &middot; step {num(p.get("step"))} &middot; {esc(p["split"])} split &middot; <code>{esc(p["device"])}</code>')

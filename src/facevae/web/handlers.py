@@ -18,7 +18,7 @@ from PIL import Image
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
-from facevae.data.photos import photo_array, resolve_align
+from facevae.data.photos import prepared_photo, resolve_align
 from facevae.web.explorer import Explorer
 from facevae.web.upload import photo_notes, read_upload
 
@@ -97,17 +97,17 @@ class Handlers:
         encoded, and chosen for editing.
 
         -> (warnings, what the model sees, reconstruction, state, chosen, edited, *slider zeros), where
-        warnings is "" or a note on a centre-cropped photo taken but badly suited (tiny, landscape, very
-        tall); FacevaeError with a message for the page when the bytes are not a usable image or, when
+        warnings is "" or a note on a photo taken but badly suited (a face smaller than the model's
+        faces; when centre-cropped, landscape or very tall); FacevaeError with a message for the page when the bytes are not a usable image or, when
         aligning, hold no face.
         """
         img = read_upload(data)
         size, crop = self.ex.image_size, self.ex.cfg.data.crop
         align = resolve_align(self.align)
-        x = photo_array(img, size, crop, align)
+        x, side = prepared_photo(img, size, crop, align)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
-        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, crop, size, aligned=align))
+        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, side, size, aligned=align))
         return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
 
     def example(self, state: State | None, index: int) -> tuple:

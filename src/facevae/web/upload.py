@@ -52,18 +52,17 @@ def _probe(data: bytes) -> tuple[str, tuple[int, int]]:
     return fmt, size
 
 
-def photo_notes(width: int, height: int, crop: int, size: int, aligned: bool = False) -> list[str]:
+def photo_notes(width: int, height: int, side: float, size: int, aligned: bool = False) -> list[str]:
     """Warnings (not refusals) for a photo the CelebA crop will serve badly; [] for a CelebA-like portrait.
 
-    `crop` is the crop in CelebA-width pixels (data.crop), `size` the model's input size. An
-    `aligned` photo is placed by its landmarks, so only its resolution can be wrong, never the crop.
+    `side` is the photo's pixels across the square the model took (`prepared_photo`), `size`
+    the model's input size. An `aligned` photo is placed by its landmarks, so only its
+    resolution can be wrong, never where the crop falls.
     """
-    side = min(width, height) if aligned else min(crop * width / 178, width, height)
     notes = []
-    if side < size:  # e.g. a 64 px face for a 128 px model: taken, enlarged, and said so
-        what = "it is" if aligned else f"its {side:.0f}-pixel crop is"
-        notes.append(f"the photo is only {width}x{height} pixels: {what} enlarged to {size}x{size} for this "
-                     f"{size} px model, so the face comes out blurred.")
+    if side < size:  # e.g. a 64 px photo for a 128 px model, or a small face in a group photo
+        notes.append(f"the face spans only {side:.0f} pixels of the {width}x{height} photo: it is enlarged to "
+                     f"{size}x{size} for this {size} px model, so it comes out blurred.")
     if aligned:
         return notes
     if width / height > WIDE:
