@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from facevae.models.discriminator import PatchDiscriminator
-from facevae.sharp_losses import (ADV_LOSSES, LATENTS, PIXEL_LOSSES, adaptive_weight, focal_frequency_loss,
+from facevae.sharp_losses import (ADV_LOSSES, LATENTS, PIXEL_LOSSES, adaptive_weight, feature_matching,
+                                  focal_frequency_loss,
                                   msssim_loss, msssim_window, r1_penalty)
 
 
@@ -66,6 +67,29 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer():
     w = adaptive_weight(rec, gen, last)
     assert w.item() == pytest.approx(3 * 2 ** 0.5 / (20 ** 0.5 + 1e-4), rel=1e-6)
     assert not w.requires_grad
+
+
+def test_the_adaptive_weight_is_capped_at_its_limit():
+    last = nn.Parameter(torch.tensor([1.0, 2.0]))
+    rec, gen = (300 * last).sum(), (0.01 * last).sum()  # a ratio of 30,000
+    assert adaptive_weight(rec, gen, last).item() == pytest.approx(1e4)  # VQGAN's clamp
+    assert adaptive_weight(rec, gen, last, 1.0).item() == 1.0
+
+
+def test_feature_matching_is_the_mean_layer_l1_and_trains_only_the_fakes():
+    fake = [torch.zeros(2, 3, requires_grad=True), torch.ones(1, 4, requires_grad=True)]
+    real = [torch.full((2, 3), 2.0, requires_grad=True), torch.full((1, 4), 4.0, requires_grad=True)]
+    loss = feature_matching(fake, real)
+    assert loss.item() == pytest.approx((2.0 + 3.0) / 2)
+    loss.backward()
+    assert fake[0].grad is not None and real[0].grad is None  # the real features are targets
+
+
+def test_the_discriminator_features_are_its_activations_on_the_way_to_the_logits():
+    disc = PatchDiscriminator((8, 16), "none")
+    feats, logits = disc.features(images(0, size=32))
+    assert [f.shape[1:] for f in feats] == [(8, 16, 16), (16, 8, 8)]
+    torch.testing.assert_close(logits, disc(images(0, size=32)))
 
 
 def test_r1_is_the_squared_input_gradient_of_the_discriminator():

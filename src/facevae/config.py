@@ -48,7 +48,8 @@ LIMITS: dict[str, str] = {
     "train.ema_decay": ">= 0, < 1", "train.log_every": ">= 1", "train.ckpt_every": ">= 1",
     "train.val_batches": ">= 0", "train.grid_images": ">= 1", "train.nan_patience": ">= 1",
     "sharp.msssim_weight": ">= 0", "sharp.freq_weight": ">= 0", "sharp.adv_weight": ">= 0",
-    "sharp.adaptive_every": ">= 1", "sharp.disc_start": ">= 0", "sharp.disc_widths": ">= 1", "sharp.r1_weight": ">= 0",
+    "sharp.adaptive_every": ">= 1", "sharp.adaptive_limit": "> 0", "sharp.feature_weight": ">= 0",
+    "sharp.ema_decay": ">= 0, < 1", "sharp.disc_start": ">= 0", "sharp.disc_widths": ">= 1", "sharp.r1_weight": ">= 0",
     "sharp.r1_every": ">= 1", "sharp.lr": "> 0", "sharp.disc_lr": "> 0",
 }
 
@@ -124,6 +125,8 @@ class SharpConfig:
     adv_loss: str = "hinge"  # hinge | ns (non-saturating)
     adaptive: bool = True  # scale adv_weight by VQGAN's gradient-norm ratio at the last decoder layer
     adaptive_every: int = 8  # steps between updates of that ratio (each costs two extra gradients)
+    adaptive_limit: float = 1e4  # cap on that ratio: VQGAN's 1e4; 1 keeps the adversarial term below the pixel term
+    feature_weight: float = 0.0  # pix2pixHD feature matching: L1 between D's features of fake and real (0 = off)
     disc_start: int = 0  # steps of the pixel terms alone before the adversarial term starts
     disc_widths: tuple[int, ...] = (64, 128, 256)  # stride-2 conv widths of the patch discriminator
     disc_norm: str = "spectral"  # spectral | none
@@ -131,6 +134,7 @@ class SharpConfig:
     r1_every: int = 4  # lazy R1: every this many discriminator steps, scaled up to match
     decoder_widths: tuple[int, ...] = ()  # () = the model's decoder, fine-tuned; else a wider one from scratch
     latent: str = "sample"  # sample | mean: what the decoder is fed from q(z|x)
+    ema_decay: float = 0.0  # an EMA of the decoder's weights is what gets saved (0 = the live weights)
     lr: float = 1e-4
     disc_lr: float = 2e-4
 
@@ -167,6 +171,9 @@ class RunConfig:
         if len(self.sharp.disc_widths) > m.image_size.bit_length() - 2:
             raise FacevaeError(f"sharp.disc_widths has {len(self.sharp.disc_widths)} stride-2 layers, too many for "
                                f"{m.image_size}x{m.image_size} images: use at most {m.image_size.bit_length() - 2}")
+        if self.sharp.feature_weight > 0 and self.sharp.adv_weight == 0:
+            raise FacevaeError("sharp.feature_weight matches the discriminator's features, and there is no "
+                               "discriminator without sharp.adv_weight: set both, e.g. --set sharp.adv_weight=0.1")
         wide = self.sharp.decoder_widths
         if wide and (len(wide) != len(m.widths) or min(wide) < 1):
             raise FacevaeError(f"sharp.decoder_widths needs {len(m.widths)} positive widths (one per stage of "

@@ -108,6 +108,12 @@ def adaptive_weight(rec: torch.Tensor, gen: torch.Tensor, last: torch.Tensor, li
     return (g_rec.norm() / (g_gen.norm() + 1e-4)).clamp(0.0, limit).detach()
 
 
+def feature_matching(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """pix2pixHD (Wang et al. 2018): mean L1 between the discriminator's features of fake and real images,
+    averaged over its layers; real features are targets, never trained towards the fakes."""
+    return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake, real)) / len(fake)
+
+
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mescheder et al. 2018: the squared gradient norm of D at real images, per image (real needs grad)."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)

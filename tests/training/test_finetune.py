@@ -7,7 +7,7 @@ import torch
 import facevae
 from facevae.errors import FacevaeError
 from facevae.modelfiles import samplers as store
-from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.checkpoint import load_model, load_state
 from facevae.runfolder import RunFolder
 from facevae.training.finetune import finetune_decoder
 
@@ -34,7 +34,9 @@ def sharp(cfg, *sets):
     ("sharp.adv_weight=0.5", "sharp.adv_loss=ns", "sharp.adaptive=false", "sharp.disc_norm=none",
      "sharp.r1_weight=1.0", "sharp.r1_every=1", "sharp.disc_widths=[8]", "sharp.msssim_weight=0.2"),
     ("sharp.decoder_widths=[16,32,64]", "sharp.adv_weight=0.1", "sharp.disc_widths=[8]", "sharp.latent=mean"),
-], ids=["pixel", "msssim", "freq", "adv-hinge", "adv-ns-r1", "wider"])
+    ("sharp.adv_weight=0.5", "sharp.adaptive_every=1", "sharp.adaptive_limit=1.0", "sharp.feature_weight=10.0",
+     "sharp.disc_widths=[8,16]", "sharp.ema_decay=0.9"),
+], ids=["pixel", "msssim", "freq", "adv-hinge", "adv-ns-r1", "wider", "adv-capped-features-ema"])
 def test_each_loss_switch_trains_a_sharp_decoder_and_leaves_the_encoder_alone(source, tmp_path, sets):
     run, data = source
     before = load_model(run)
@@ -44,6 +46,8 @@ def test_each_loss_switch_trains_a_sharp_decoder_and_leaves_the_encoder_alone(so
     assert result.step == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.last.values())
     if "sharp.adv_weight=0.5" in sets:
         assert "gen" in result.last and "disc" in result.last
+    if "sharp.feature_weight=10.0" in sets:
+        assert result.last["features"] > 0 and result.last["adv_scale"] <= 1.0
     # the copied weights are the source's bytes: same digest, so the same samplers and vectors apply
     assert RunFolder(out).weights.read_bytes() == before.weights.read_bytes()
     vae = facevae.load(out, device="cpu")
@@ -144,6 +148,31 @@ def test_resume_refuses_another_network_shape(source, tmp_path):
                          max_steps=2, resume=True, device="cpu", progress=False)
     with pytest.raises(FacevaeError, match="no fine-tuning to resume"):
         finetune_decoder(run, data, tmp_path / "fresh", cfg, minutes=1, resume=True, device="cpu", progress=False)
+
+
+def test_with_an_ema_the_saved_decoder_is_the_average_and_resume_keeps_it(source, tmp_path):
+    from facevae.modelfiles.decoders import load_sharp_decoder
+
+    run, data = source
+    cfg = load_model(run).config.override(["sharp.ema_decay=0.5", "sharp.lr=0.01"])
+    out = tmp_path / "sharp"
+    finetune_decoder(run, data, out, cfg, minutes=10, max_steps=2, device="cpu", progress=False)
+    saved = load_sharp_decoder(load_model(out), required=True)[0].state_dict()
+    _, state = load_state(RunFolder(out).sharp_checkpoint)
+    name = next(k for k, v in state["decoder"].items() if v.is_floating_point() and "weight" in k)
+    torch.testing.assert_close(saved[name], state["ema"][name].float())
+    assert not torch.equal(state["ema"][name], state["decoder"][name])  # the live weights moved on alone
+    finetune_decoder(out, data, out, cfg, minutes=10, max_steps=3, resume=True, device="cpu", progress=False)
+    with pytest.raises(FacevaeError, match=r"another sharp.ema_decay \(on/off\)"):
+        finetune_decoder(out, data, out, cfg.override(["sharp.ema_decay=0"]), minutes=10, max_steps=4,
+                         resume=True, device="cpu", progress=False)
+
+
+def test_feature_matching_without_a_discriminator_is_refused_at_once():
+    from facevae.config import RunConfig
+
+    with pytest.raises(FacevaeError, match="sharp.feature_weight .* sharp.adv_weight"):
+        RunConfig().override(["sharp.feature_weight=10"])
 
 
 def test_the_sharp_decoder_is_in_eval_mode_after_loading(source, tmp_path):

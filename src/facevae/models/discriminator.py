@@ -34,3 +34,12 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> (N, 1, h, w) logits, real > 0 > fake after training."""
         return self.net(x * 2.0 - 1.0)
+
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the activation after each stride-2 layer, the logits): what feature matching compares."""
+        feats, h = [], x * 2.0 - 1.0
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(h)
+        return feats, h

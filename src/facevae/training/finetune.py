@@ -30,8 +30,9 @@ from facevae.modelfiles.attributes import cache_paths
 from facevae.models.discriminator import PatchDiscriminator
 from facevae.phase import phase
 from facevae.runfolder import RunFolder
-from facevae.sharp_losses import (ADV_LOSSES, LATENTS, PIXEL_LOSSES, adaptive_weight, focal_frequency_loss,
-                                  msssim_loss, r1_penalty)
+from facevae.sharp_losses import (ADV_LOSSES, LATENTS, PIXEL_LOSSES, adaptive_weight, feature_matching,
+                                  focal_frequency_loss, msssim_loss, r1_penalty)
+from facevae.training.ema import EMA
 from facevae.training.precision_policy import autocast, autocast_dtype, grad_scaler
 from facevae.training.runlock import run_lock
 
@@ -65,6 +66,12 @@ class SharpTrainer:
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=s.disc_lr, betas=(0.5, 0.9)) if self.disc else None
         self.g = torch.Generator().manual_seed(seed)
         self.step, self.seconds, self.adv_scale = 0, 0.0, torch.tensor(1.0)
+        self.ema = EMA(decoder, s.ema_decay) if s.ema_decay > 0 else None
+
+    @property
+    def saved_decoder(self) -> torch.nn.Module:
+        """What later commands draw with: the EMA of the weights when there is one."""
+        return self.ema.averaged if self.ema is not None else self.decoder
 
     def last_layer(self) -> torch.Tensor:
         return self.decoder.to_rgb.weight
@@ -82,6 +89,14 @@ class SharpTrainer:
         with autocast(self.amp, self.device):
             return self.disc(images).float()
 
+    def judge_with_features(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the fakes' logits, feature matching against the reals), one discriminator pass each."""
+        with autocast(self.amp, self.device):
+            fake_feats, logits = self.disc.features(fake)
+            with torch.no_grad():
+                real_feats = self.disc.features(real)[0]
+        return logits.float(), feature_matching([f.float() for f in fake_feats], [r.float() for r in real_feats])
+
     def train_step(self, z: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
         s = self.cfg.sharp
         with autocast(self.amp, self.device):
@@ -92,16 +107,23 @@ class SharpTrainer:
         playing = self.adversarial and self.step >= s.disc_start
         if playing:
             self.disc.requires_grad_(False)  # the generator step needs no discriminator gradients
-            gen = ADV_LOSSES[s.adv_loss][1](self.judge(fake))
+            if s.feature_weight > 0:
+                logits, matched = self.judge_with_features(fake, real)
+                terms["features"] = s.feature_weight * matched
+            else:
+                logits = self.judge(fake)
+            gen = ADV_LOSSES[s.adv_loss][1](logits)
             if s.adaptive and self.step % s.adaptive_every == 0:  # two extra gradients: not every step
-                self.adv_scale = adaptive_weight(rec, gen, self.last_layer())
+                self.adv_scale = adaptive_weight(rec, gen, self.last_layer(), s.adaptive_limit)
             weight = s.adv_weight * (self.adv_scale if s.adaptive else 1.0)
-            total = rec + weight * gen
+            total = rec + weight * gen + terms.get("features", 0.0)
             terms.update(gen=gen, adv_scale=self.adv_scale)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.decoder, self.step)
         if playing:
             terms["disc"] = self.disc_step(real, fake.detach())
         self.step += 1
@@ -128,6 +150,8 @@ class SharpTrainer:
                "scaler": self.scaler.state_dict()}
         if self.disc is not None:
             out.update(disc=self.disc.state_dict(), opt_d=self.opt_d.state_dict())
+        if self.ema is not None:
+            out["ema"] = self.ema.state_dict()
         return out
 
     def restore(self, state: dict, saved: RunConfig) -> None:
@@ -135,8 +159,9 @@ class SharpTrainer:
         shape = ("decoder_widths", "disc_widths", "disc_norm")
         now, then = self.cfg.sharp, saved.sharp
         changed = [k for k in shape if getattr(now, k) != getattr(then, k)]
-        if changed or (now.adv_weight > 0) != (then.adv_weight > 0):
-            what = ", ".join(f"sharp.{k}" for k in changed) or "sharp.adv_weight (on/off)"
+        switched = [k for k in ("adv_weight", "ema_decay") if (getattr(now, k) > 0) != (getattr(then, k) > 0)]
+        if changed or switched:
+            what = ", ".join([*(f"sharp.{k}" for k in changed), *(f"sharp.{k} (on/off)" for k in switched)])
             raise FacevaeError(f"the run in this folder was made with another {what}: resume without changing it, "
                                "or start afresh in another --out")
         try:
@@ -145,6 +170,8 @@ class SharpTrainer:
             if self.disc is not None:
                 self.disc.load_state_dict(state["disc"])
                 self.opt_d.load_state_dict(state["opt_d"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
         except (RuntimeError, ValueError, KeyError):
             raise FacevaeError("the fine-tuning state does not match its config: the file is damaged; "
                                "start afresh in another --out") from None
@@ -265,9 +292,10 @@ def _save(trainer: SharpTrainer, out: RunFolder, vae: FaceVAE) -> None:
     Nothing non-finite is written: a diverged run keeps its last good files.
     """
     state = trainer.state()
-    bad = first_nonfinite({**state["decoder"], **state.get("disc", {})})
+    ema = {f"ema.{k}": v for k, v in state.get("ema", {}).items()}
+    bad = first_nonfinite({**state["decoder"], **state.get("disc", {}), **ema})
     if bad is not None:
         raise FacevaeError(f"the fine-tuning diverged by step {trainer.step} ({bad} holds NaN or inf); the last good "
                            f"decoder is kept: lower sharp.adv_weight or sharp.lr and --resume, or start afresh")
     save_state(out.sharp_checkpoint, trainer.cfg, state)
-    save_sharp_decoder(out.sharp_decoder, trainer.cfg, trainer.decoder, vae.checkpoint.digest, trainer.step)
+    save_sharp_decoder(out.sharp_decoder, trainer.cfg, trainer.saved_decoder, vae.checkpoint.digest, trainer.step)
