@@ -41,8 +41,8 @@ def serve(
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    explorer = Explorer.load(model_source(ckpt, model), data=data, device=device, components=components, decoder=decoder,
-                             log=lambda m: typer.echo(m, err=True))
+    explorer = Explorer.load(model_source(ckpt, model), data=data, device=device, components=components,
+                             decoder=decoder, log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)
     handlers = Handlers(explorer, n_faces=faces, examples=example_photos(data) if data is not None else (),
