@@ -49,7 +49,7 @@ def warp(img: Image.Image, matrix: np.ndarray, size: tuple[int, int] = CELEBA_SI
     """
     fill = edge_colour(img)
     m = _about_pixel_centres(np.asarray(matrix, float))
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    scale = scale_of(m)
     if scale < 1:  # PIL's affine warp samples without a low-pass filter: shrink first with resize, which has one
         w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
         m = m @ np.diag([img.width / w, img.height / h, 1.0])
@@ -89,7 +89,12 @@ def align_face(img: Image.Image, face_index: int | None = None) -> tuple[Image.I
         found = "1 face (face 0)" if len(faces) == 1 else f"{len(faces)} faces (0 to {len(faces) - 1}, largest first)"
         raise FacevaeError(f"there is no face {i} in the photo: it has {found}")
     matrix = similarity(faces[i].landmarks, template())
-    return warp(img, matrix), float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    return warp(img, matrix), scale_of(matrix)
+
+
+def scale_of(matrix: np.ndarray) -> float:
+    """The one scale of a similarity matrix (2x3): output pixels per photo pixel."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, float)[:, :2]))))
 
 
 @functools.cache
