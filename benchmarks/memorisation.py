@@ -86,6 +86,8 @@ def main() -> None:
     check_features(samples[:CHECK], extractor(decoded(0, CHECK)), f"{work / a.sampler} (--seed, --samples, --ckpt)")
     check_features(train[:CHECK], extractor(ev.read_subset(images, train_idx[:CHECK])),
                    f"{a.train_features} (image size and crop)")
+    check_features(valid[:CHECK], extractor(ev.read_subset(images, valid_idx[:CHECK])),
+                   f"{work / 'valid'} (image size and crop)")
     s_idx, s_dist = nearest(samples, train)
     _, v_dist = nearest(valid, train)
 

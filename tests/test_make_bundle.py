@@ -45,3 +45,25 @@ def test_old_files_are_this_names_own_and_spare_what_another_bundle_uses(tmp_pat
     shutil.copy(other, ours)  # the same weights under both names: their samplers are shared, so they stay
     assert f"gmm-k10-{other_id}.safetensors" not in {p.name for p in make_bundle.old_files(ours)}
     assert make_bundle.old_files(tmp_path / "missing.safetensors") == []
+
+
+def test_install_replaces_an_old_bundle_and_removes_only_what_it_did_not_replace(tmp_path):
+    pretrained, staging = tmp_path / "pretrained", tmp_path / "staging"
+    pretrained.mkdir(), staging.mkdir()
+    target, other = pretrained / "celeba128.safetensors", pretrained / "celeba64.safetensors"
+    target.write_bytes(b"old 128 weights")
+    other.write_bytes(b"64 weights")
+    old_id = make_bundle.weights_id(target)
+    for name in (f"gmm-k10-{old_id}.safetensors", "celeba128.attribute_vectors.safetensors", "celeba128.metrics.json"):
+        (pretrained / name).write_bytes(b"old")
+    assert len(make_bundle.old_files(target)) == len(set(make_bundle.old_files(target))) == 4
+    made = [staging / "celeba128.safetensors", staging / "celeba128.attribute_vectors.safetensors",
+            staging / "gmm-k10-0123456789ab.safetensors"]
+    for path in made:
+        path.write_bytes(b"new")
+    make_bundle.install(made, target)
+    assert sorted(p.name for p in pretrained.iterdir()) == sorted(
+        ["celeba128.safetensors", "celeba128.attribute_vectors.safetensors", "gmm-k10-0123456789ab.safetensors",
+         "celeba64.safetensors"])
+    assert target.read_bytes() == b"new" and other.read_bytes() == b"64 weights"
+    assert not any(staging.iterdir())

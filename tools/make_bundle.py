@@ -45,7 +45,7 @@ def old_files(target: Path) -> list[Path]:
     others = {weights_id(p) for p in target.parent.glob("*.safetensors")
               if p.stem in BUNDLED_NAMES and p != target}
     samplers = [] if old_id in others else list(target.parent.glob(f"*-{old_id}.safetensors"))
-    return [target, *samplers, *target.parent.glob(f"{target.stem}.*")]
+    return sorted({*samplers, *target.parent.glob(f"{target.stem}.*")})  # the glob holds the target itself
 
 
 def stage(run_dir: Path, data: Path, components: int, staging: Path, name: str) -> list[Path]:
@@ -67,21 +67,30 @@ def stage(run_dir: Path, data: Path, components: int, staging: Path, name: str) 
     return sorted(staging.glob("*.safetensors"))
 
 
+def install(made: list[Path], target: Path) -> None:
+    """Move the staged bundle in, then remove the old one's files the new one did not replace.
+
+    In that order so a failure part-way leaves a whole bundle, old or new, never none."""
+    old = old_files(target)
+    for path in made:
+        shutil.move(str(path), target.parent / path.name)  # staging may sit on another filesystem
+    for path in old:
+        if path.name not in {p.name for p in made}:
+            path.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--components", type=int, default=10)
-    ap.add_argument("--name", default=BUNDLED, choices=BUNDLED_NAMES, help="the bundled name it replaces or adds")
+    ap.add_argument("--name", default=BUNDLED, choices=BUNDLED_NAMES, help="the bundled name it replaces or adds (a new name goes into facevae/modelfiles/__init__.py BUNDLED_NAMES first)")
     args = ap.parse_args()
 
     target = bundled_weights(args.name)
     with tempfile.TemporaryDirectory() as staging:
         made = stage(args.run, args.data, args.components, Path(staging), args.name)
-        for old in old_files(target):
-            old.unlink()
-        for path in made:
-            shutil.move(str(path), target.parent / path.name)
+        install(made, target)
     print(json.dumps({"bundle": [p.name for p in made]}))
     total = sum(p.stat().st_size for p in target.parent.rglob("*") if p.is_file())
     print(f"the package's pretrained/ now holds {total / 1e6:.2f} MB; write {args.name}.metrics.json "

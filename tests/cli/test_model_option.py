@@ -24,12 +24,14 @@ def data(tmp_path_factory) -> Path:
 
 
 def _commands(data: Path, tmp: Path) -> dict[str, list[str]]:
-    """Each command that takes a model, with the other arguments it needs to reach the model."""
+    """Each command that takes a model, with the other arguments it needs to reach the model.
+
+    The files go in a folder that does not exist yet: refusing a bad name must not make it."""
     return {
-        "sample": ["sample", "--out", tmp / "s.png"],
-        "reconstruct": ["reconstruct", "--data", data, "--out", tmp / "r.png"],
-        "edit": ["edit", "--data", data, "--attribute", "Smiling", "--out", tmp / "e.png"],
-        "interpolate": ["interpolate", "--seed", "0", "--out", tmp / "i.png"],
+        "sample": ["sample", "--out", tmp / "sub" / "s.png"],
+        "reconstruct": ["reconstruct", "--data", data, "--out", tmp / "sub" / "r.png"],
+        "edit": ["edit", "--data", data, "--attribute", "Smiling", "--out", tmp / "sub" / "e.png"],
+        "interpolate": ["interpolate", "--seed", "0", "--out", tmp / "sub" / "i.png"],
         "latents": ["latents", "--data", data, "--out", tmp / "lat"],
         "evaluate": ["evaluate", "--data", data, "--out", tmp / "ev"],
         "export": ["export", "--out", tmp / "hub"],

@@ -163,6 +163,10 @@ def test_with_an_ema_the_saved_decoder_is_the_average_and_resume_keeps_it(source
     torch.testing.assert_close(saved[name], state["ema"][name].float())
     assert not torch.equal(state["ema"][name], state["decoder"][name])  # the live weights moved on alone
     finetune_decoder(out, data, out, cfg, minutes=10, max_steps=3, resume=True, device="cpu", progress=False)
+    _, resumed = load_state(RunFolder(out).sharp_checkpoint)
+    # step 3 averages into the saved average; a restart would average from the resumed live weights instead
+    after = torch.lerp(state["ema"][name].float(), resumed["decoder"][name].float(), 1 - min(0.5, 3 / 12))
+    torch.testing.assert_close(resumed["ema"][name].float(), after)
     with pytest.raises(FacevaeError, match=r"another sharp.ema_decay \(on/off\)"):
         finetune_decoder(out, data, out, cfg.override(["sharp.ema_decay=0"]), minutes=10, max_steps=4,
                          resume=True, device="cpu", progress=False)

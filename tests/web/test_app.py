@@ -416,7 +416,7 @@ def test_a_64px_upload_on_a_128px_model_is_enlarged_with_a_note(tmp_path):
     h = Handlers(ex, n_faces=2, gif_dir=tmp_path, align=False)
     notes, seen, recon, *_ = h.upload(_png(size=(64, 64)), h.start("prior", 1.0, 0, 5, "slerp")[1])
     assert _is_face(seen, 128) and _is_face(recon, 128)  # taken and resized, not refused
-    assert "spans only 53 pixels of the 64x64 photo" in notes and "enlarged to 128x128 for this 128 px model" in notes
+    assert "square the model takes from the 64x64 photo is only 53 pixels across" in notes and "enlarged to 128x128 for this 128 px model" in notes
 
 
 def test_an_aligned_photo_is_warned_about_its_face_size_only():
@@ -426,6 +426,8 @@ def test_an_aligned_photo_is_warned_about_its_face_size_only():
     small = photo_notes(640, 480, 40, 128, aligned=True)  # a 40 px face in a group photo
     assert len(small) == 1 and "spans only 40 pixels" in small[0] and "enlarged to 128x128" in small[0]
     assert any("landscape" in n for n in photo_notes(640, 360, 300, 128))
+    unaligned = photo_notes(48, 48, 40, 128)  # no landmarks: the centre crop was measured, not a face
+    assert len(unaligned) == 1 and "from the 48x48 photo is only 40 pixels across" in unaligned[0]
 
 
 def test_the_aligned_side_is_the_faces_not_the_photos(monkeypatch):

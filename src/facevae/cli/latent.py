@@ -98,10 +98,11 @@ def edit(
     from facevae.viz.face_grids import edit_grid
     from facevae.viz.grid import save_image
 
+    source = model_source(ckpt, model)  # a bad name is refused before --out is made
     check_out_file(out)
     weights = parse_attribute_weights(attribute)
     values = parse_strengths(strengths)
-    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
+    vae = load(source, device=device, decoder=decoder)
     result = edit_faces(vae, weights, values, images=images, data=data, split=split, n=n, attr_data=attr_data,
                         align=align, face=face)
     save_image(edit_grid(result.faces, values, result.title, result.originals if originals else None, scale), out)
@@ -136,12 +137,13 @@ def interpolate(
     from facevae.viz.gif import pingpong, resize, save_gif
     from facevae.viz.grid import make_grid, save_image
 
+    source = model_source(ckpt, model)  # a bad name is refused before --out is made
     check_out_file(out)
     if gif is not None:  # every output is checked before any is written
         if gif.suffix.lower() != ".gif":
             raise FacevaeError(f"--gif {gif} must end in .gif")
         check_writable(gif, "--gif")
-    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
+    vae = load(source, device=device, decoder=decoder)
     faces, originals = interpolate_faces(vae, images=[*images, *(more_images or [])], seed=seed, pairs=pairs,
                                          mode=mode, steps=steps, align=align, face=face)
     save_image(interpolation_grid(faces, mode, originals, scale), out)

@@ -38,10 +38,11 @@ def serve(
     from facevae.web.explorer import Explorer
     from facevae.web.handlers import Handlers, example_photos
 
+    source = model_source(ckpt, model)
     import_gradio()  # fail early, before loading the model, when the web extra is missing
     if not _is_loopback(host):
         typer.echo(f"warning: listening on {host}: anyone who can reach this machine can use the page", err=True)
-    explorer = Explorer.load(model_source(ckpt, model), data=data, device=device, components=components,
+    explorer = Explorer.load(source, data=data, device=device, components=components,
                              decoder=decoder, log=lambda m: typer.echo(m, err=True))
     if threads:
         torch.set_num_threads(threads)

@@ -98,8 +98,9 @@ def sample(
     from facevae.api import load
     from facevae.viz.grid import save_grid
 
+    source = model_source(ckpt, model)  # a bad name is refused before --out is made
     check_out_file(out)
-    vae = load(model_source(ckpt, model), device=device, data=data, decoder=decoder)
+    vae = load(source, device=device, data=data, decoder=decoder)
     check_grid_size(n, vae.image_size)
     save_grid(vae.sample(n, sampler=sampler, temperature=temperature, seed=seed, components=components), out)
     typer.echo(f"wrote {n} face{'s' if n != 1 else ''} to {out}")
@@ -126,8 +127,9 @@ def reconstruct(
 
     if bool(images) == bool(data):
         raise FacevaeError("give either --images FILE ... or --data DIR (with --split), not both or neither")
+    source = model_source(ckpt, model)  # a bad name is refused before --out is made
     check_out_file(out)
-    vae = load(model_source(ckpt, model), device=device, decoder=decoder)
+    vae = load(source, device=device, decoder=decoder)
     originals, recons = run_reconstruct(vae, images=images, data=data, split=split, n=n, align=align, face=face)
     save_image(pairs_grid(originals, recons), out)
     k = len(originals)

@@ -78,8 +78,8 @@ def align_photo(img: Image.Image, face_index: int | None = None) -> Image.Image:
 def align_face(img: Image.Image, face_index: int | None = None) -> tuple[Image.Image, float]:
     """(`align_photo`'s picture, the scale from photo pixels to template pixels).
 
-    The scale says how many photo pixels the model's crop covered: a face too small for
-    the model's size is enlarged, and the caller may say so.
+    The scale is template pixels per photo pixel, so the model's crop covered crop / scale
+    photo pixels: a face smaller than the model's size is enlarged, and the caller may say so.
     """
     faces = detect.detect_faces(img)
     if not faces:

@@ -31,7 +31,7 @@ class PriorSampler(Sampler):
 
     def _load(self, state: Mapping[str, torch.Tensor]) -> None:
         if state:
-            raise FacevaeError(f"prior sampler state should be empty, got {sorted(state)}")
+            raise FacevaeError(f"{self.name} sampler state should be empty, got {sorted(state)}")
 
 
 class ShiftedPriorSampler(PriorSampler):
@@ -43,7 +43,7 @@ class ShiftedPriorSampler(PriorSampler):
     """
 
     name = "shifted"
-    description = "the prior moved by the shift in every dimension, N(shift, I)"
+    description = "the prior moved by +0.5 in every dimension, N(0.5, I)"  # the default shift, the seed's
 
     def __init__(self, latent_dim: int | None = None, shift: float = 0.5):
         super().__init__(latent_dim)

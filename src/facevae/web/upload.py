@@ -61,8 +61,10 @@ def photo_notes(width: int, height: int, side: float, size: int, aligned: bool =
     """
     notes = []
     if side < size:  # e.g. a 64 px photo for a 128 px model, or a small face in a group photo
-        notes.append(f"the face spans only {side:.0f} pixels of the {width}x{height} photo: it is enlarged to "
-                     f"{size}x{size} for this {size} px model, so it comes out blurred.")
+        # an aligned photo's side is the face the landmarks measured; otherwise it is only the centre crop
+        what = (f"the face spans only {side:.0f} pixels of the {width}x{height} photo" if aligned
+                else f"the square the model takes from the {width}x{height} photo is only {side:.0f} pixels across")
+        notes.append(f"{what}: it is enlarged to {size}x{size} for this {size} px model, so it comes out blurred.")
     if aligned:
         return notes
     if width / height > WIDE:
