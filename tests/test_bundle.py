@@ -1,6 +1,8 @@
 """Every bundled model ships whole: weights, fitted samplers, attribute vectors, within the size budget."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -43,3 +45,9 @@ def test_no_shipped_file_belongs_to_no_bundled_model():
     for path in [p for p in PRETRAINED.iterdir() if p.is_file() and p.name != "README.md"]:
         stem = path.name.split(".")[0]
         assert stem in BUNDLED_NAMES or path.stem.rsplit("-", 1)[-1] in ids, f"{path.name} is left over"
+
+
+@pytest.mark.parametrize("name", BUNDLED_NAMES)
+def test_torch_hub_offers_each_bundled_model_by_its_name(name):
+    hub = torch.hub.load(str(Path(__file__).parents[1]), name, source="local", device="cpu")
+    assert hub.checkpoint.source == f"bundled {name}"

@@ -43,8 +43,9 @@ def load(source: str | Path | None = None, *, device: str = "auto", data: str | 
          decoder: str = "auto") -> "FaceVAE":
     """The model `source` names, ready to use.
 
-    `source` is None or a bundled name ("celeba64"), a run folder, a `.safetensors` file,
-    an exported Hub folder, or a Hub repo id ("user/repo", needs `huggingface_hub`).
+    `source` is None (the bundled celeba64) or a bundled name ("celeba64", "celeba128"),
+    a run folder, a `.safetensors` file, an exported Hub folder, or a Hub repo id
+    ("user/repo", needs `huggingface_hub`).
     `data` is a CelebA folder used only when a sampler or the attribute vectors are
     missing for this model and must be fitted once (said on stderr, with its time).
     `decoder` is "sharp" (a decoder fine-tuned for sharp faces on the same latents),
