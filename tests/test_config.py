@@ -169,3 +169,15 @@ def test_the_likelihood_recipe_has_a_discretised_gaussian_decoder_and_the_bce_ca
     assert "gaussian" in decoder_distribution(sigma.loss.recon).description.lower()
     assert "--config celeba64-sigma" in bits_per_dim_caveat("bce")
     assert "celeba64-sigma" not in bits_per_dim_caveat("mse")
+
+
+def test_the_celeba128_sigma_config_is_the_bundled_celeba128_recipe():
+    import dataclasses
+
+    from facevae.modelfiles.checkpoint import read_config
+
+    shipped, bundled = RunConfig.load("celeba128-sigma"), read_config("celeba128")
+    assert (shipped.model, shipped.loss, shipped.data) == (bundled.model, bundled.loss, bundled.data)
+    differ = {f.name for f in dataclasses.fields(shipped.train)
+              if getattr(shipped.train, f.name) != getattr(bundled.train, f.name)}
+    assert differ == {"epochs", "max_steps", "ckpt_every"}  # 20 epochs, where the bundle counted its 7,515 steps

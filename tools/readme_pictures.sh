@@ -26,7 +26,7 @@ facevae latents --data "$data" --attribute Male --out "$tmp" --no-progress
 cp "$tmp"/latents_histograms.png "$tmp"/latents_kl.png "$tmp"/latents_pca.png $out/
 rm -rf "$tmp"
 # the bundled 128x128 model (README "128x128")
-facevae sample --model celeba128 --n 24 --seed 0 --sampler gmm --out $out/c128_samples_gmm.png
+facevae sample --model celeba128 --n 25 --seed 0 --sampler gmm --out $out/c128_samples_gmm.png
 facevae edit --model celeba128 --data "$data" --split valid --n 4 --attribute Smiling --strengths -3,-1.5,0,1.5,3 \
   --out $out/c128_edit_smiling.png
 facevae interpolate --model celeba128 --images "$data/img_align_celeba/$a" "$data/img_align_celeba/$b" --mode slerp \
