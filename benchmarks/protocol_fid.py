@@ -79,7 +79,7 @@ def train_reference(ds, cfg, extractor, explicit: str | None) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", default=None, help="run folder or weights file; default: the bundled model")
+    ap.add_argument("--ckpt", default=None, help="run folder, weights file or bundled name (celeba64, celeba128); default: celeba64")
     ap.add_argument("--data", required=True)
     ap.add_argument("--samplers", default="prior,gmm,two_stage,gaussian")
     ap.add_argument("--samples", type=int, default=10_000)

@@ -68,9 +68,8 @@ def stage(run_dir: Path, data: Path, components: int, staging: Path, name: str) 
 
 
 def install(made: list[Path], target: Path) -> None:
-    """Move the staged bundle in, then remove the old one's files the new one did not replace.
-
-    In that order so a failure part-way leaves a whole bundle, old or new, never none."""
+    """Move the staged bundle in, then remove the old one's files the new one did not replace:
+    nothing is deleted until every new file is in place."""
     old = old_files(target)
     for path in made:
         shutil.move(str(path), target.parent / path.name)  # staging may sit on another filesystem

@@ -2,8 +2,9 @@
 
     python tools/ship_sharp_decoder.py --run runs/sharp/adv
 
-The run must have been fine-tuned from the bundled weights (`finetune-decoder` without
---ckpt): its sharp decoder records their digest, which is checked here. It is stored in
+The run must have been fine-tuned from a bundled model's weights (`finetune-decoder
+--model NAME`, or no --ckpt for celeba64): its sharp decoder records their digest, which
+picks the bundled model it ships with. It is stored in
 fp16 (read back as float32) beside the weights as <name>.sharp_decoder.safetensors, and
 from then on `facevae.load()`, the CLI and the page draw with it by default;
 `--decoder likelihood` keeps the model's own.
@@ -16,17 +17,26 @@ from pathlib import Path
 import torch
 
 from facevae.errors import FacevaeError
+from facevae.modelfiles import BUNDLED_NAMES
 from facevae.modelfiles.checkpoint import load_model
 from facevae.modelfiles.decoders import load_sharp_decoder, save_sharp_decoder, sharp_decoder_path
+
+
+def bundle_of(run):
+    """The bundled model `run` was fine-tuned from, known by the digest its sharp decoder records."""
+    bundled = next((b for b in map(load_model, BUNDLED_NAMES) if b.digest == run.digest), None)
+    if bundled is None:
+        raise FacevaeError(f"{run.source} was not fine-tuned from a bundled model's weights "
+                           f"({', '.join(BUNDLED_NAMES)}): nothing to ship")
+    return bundled
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, required=True)
     a = ap.parse_args()
-    run, bundled = load_model(a.run), load_model(None)
-    if run.digest != bundled.digest:
-        raise FacevaeError(f"{a.run} was not fine-tuned from the bundled weights: nothing to ship")
+    run = load_model(a.run)
+    bundled = bundle_of(run)
     decoder, cfg = load_sharp_decoder(run, required=True)
     target = sharp_decoder_path(bundled)
     save_sharp_decoder(target, cfg, decoder, bundled.digest, step=0, dtype=torch.float16)

@@ -5,7 +5,7 @@ standardised posterior means: an MLP with a sinusoidal time embedding is trained
 latents noised under a cosine schedule (Nichol & Dhariwal 2021). It predicts
 v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022) rather than the noise eps:
 where the signal fraction a is ~0, an eps-net's tiny error divided by sqrt(a) swamps
-its clean-latent estimate; fitted to the bundled model's 128-d means, eps
+its clean-latent estimate; fitted to an earlier bundled model's 128-d means, eps
 prediction gave samples twice as wide as the latents. Sampling runs DDIM
 (Song et al. 2021, eta = 0) from N(0, T^2 I) noise in `sample_steps` network calls,
 so the temperature T scales the starting noise as it scales the prior's: below 1
@@ -78,7 +78,7 @@ class DiffusionSampler(Sampler):
     one poor early step cannot throw a sample far outside it. `final_loss` (mean
     squared v error per dim over the last steps) describes the fit.
 
-    The defaults (3 x 512, 3000 steps of 256) fit the bundled model's 24,012 x 128
+    The defaults (3 x 512, 3000 steps of 256) fit an earlier bundled model's 24,012 x 128
     latents in about 4 minutes on one (shared) CPU core; 100 DDIM steps then draw
     2,000 codes in about 15 s.
     """
