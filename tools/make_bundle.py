@@ -83,7 +83,9 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--components", type=int, default=10)
-    ap.add_argument("--name", default=BUNDLED, choices=BUNDLED_NAMES, help="the bundled name it replaces or adds (a new name goes into facevae/modelfiles/__init__.py BUNDLED_NAMES first)")
+    ap.add_argument("--name", default=BUNDLED, choices=BUNDLED_NAMES,
+                    help="the bundled name it replaces or adds (a new name goes into BUNDLED_NAMES, "
+                         "facevae/modelfiles/__init__.py, first)")
     args = ap.parse_args()
 
     target = bundled_weights(args.name)

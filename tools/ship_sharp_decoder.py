@@ -1,13 +1,13 @@
-"""Ship a fine-tuned sharp decoder with the bundled model (src/facevae/pretrained/).
+"""Ship a fine-tuned sharp decoder with a bundled model (src/facevae/pretrained/).
 
     python tools/ship_sharp_decoder.py --run runs/sharp/adv
 
 The run must have been fine-tuned from a bundled model's weights (`finetune-decoder
 --model NAME`, or no --ckpt for celeba64): its sharp decoder records their digest, which
-picks the bundled model it ships with. It is stored in
-fp16 (read back as float32) beside the weights as <name>.sharp_decoder.safetensors, and
-from then on `facevae.load()`, the CLI and the page draw with it by default;
-`--decoder likelihood` keeps the model's own.
+picks the bundled model it ships with. It is stored in fp16 (read back as float32) beside
+that model's weights as <name>.sharp_decoder.safetensors, and from then on
+`facevae.load()`, the CLI and the page draw with it by default; `--decoder likelihood`
+keeps the model's own.
 """
 from __future__ import annotations
 
