@@ -1,8 +1,6 @@
 """Every bundled model ships whole: weights, fitted samplers, attribute vectors, within the size budget."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,6 +10,7 @@ from facevae.modelfiles import samplers as store
 from facevae.modelfiles.attributes import attribute_bank
 from facevae.modelfiles.checkpoint import bundled_weights
 from facevae.sampling.registry import SAMPLERS
+from tests.conftest import REPO
 
 PRETRAINED = bundled_weights().parent
 # MB per model: its weights, sampler fits and attribute vectors (issue 17: celeba64 under 10 MB;
@@ -49,5 +48,5 @@ def test_no_shipped_file_belongs_to_no_bundled_model():
 
 @pytest.mark.parametrize("name", BUNDLED_NAMES)
 def test_torch_hub_offers_each_bundled_model_by_its_name(name):
-    hub = torch.hub.load(str(Path(__file__).parents[1]), name, source="local", device="cpu")
+    hub = torch.hub.load(str(REPO), name, source="local", device="cpu")
     assert hub.checkpoint.source == f"bundled {name}"

@@ -70,11 +70,11 @@ def stage(run_dir: Path, data: Path, components: int, staging: Path, name: str) 
 def install(made: list[Path], target: Path) -> None:
     """Move the staged bundle in, then remove the old one's files the new one did not replace:
     nothing is deleted until every new file is in place."""
-    old = old_files(target)
+    old, replaced = old_files(target), {p.name for p in made}
     for path in made:
         shutil.move(str(path), target.parent / path.name)  # staging may sit on another filesystem
     for path in old:
-        if path.name not in {p.name for p in made}:
+        if path.name not in replaced:
             path.unlink()
 
 

@@ -98,8 +98,8 @@ class Handlers:
 
         -> (warnings, what the model sees, reconstruction, state, chosen, edited, *slider zeros), where
         warnings is "" or a note on a photo taken but badly suited (a face smaller than the model's
-        faces; when centre-cropped, landscape or very tall); FacevaeError with a message for the page when the bytes are not a usable image or, when
-        aligning, hold no face.
+        faces; when centre-cropped, landscape or very tall); FacevaeError with a message for the page
+        when the bytes are not a usable image or, when aligning, hold no face.
         """
         img = read_upload(data)
         size, crop = self.ex.image_size, self.ex.cfg.data.crop
