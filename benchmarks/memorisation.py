@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -37,9 +38,19 @@ PICTURE = 64
 CHECK = 8  # images featurised afresh to check that stored features belong to this run
 
 
-def check_features(stored: np.ndarray, fresh: torch.Tensor, where: str) -> None:
-    if not np.allclose(stored, fresh.double().cpu().numpy(), rtol=1e-3, atol=1e-4):
-        raise SystemExit(f"the features in {where} were made from other images than this run's: "
+def check_stored(work: Path, first_images: Callable[[], torch.Tensor], extractor, where: str) -> None:
+    """Featurise the first few images afresh and compare them with the features already stored in `work`.
+
+    The chunk folders carry no key, so this is what catches features another model, seed or image
+    size left there; it runs before any chunk is computed, so a wrong folder fails in seconds, not an hour.
+    """
+    first = work / "features-000000.npy"
+    if not first.is_file():
+        return  # nothing stored: whatever is computed now belongs to this run
+    stored = np.load(first, mmap_mode="r")[:CHECK]
+    fresh = extractor(first_images()).double().cpu().numpy()
+    if stored.shape != fresh.shape or not np.allclose(stored, fresh, rtol=1e-3, atol=1e-4):
+        raise SystemExit(f"the features in {work} were made from other images than this run's ({where}): "
                          "give an empty folder (or the one this very model, seed and size filled)")
 
 
@@ -75,19 +86,15 @@ def main() -> None:
     train_idx, valid_idx = ds.split_indices("train"), ds.split_indices("valid")
     decoded = samples_of(loaded.model, get_sampler(loaded, name=a.sampler, data=a.data, device=dev, progress=False),
                          a.samples, a.seed, dev)
-    work = Path(a.fid_work)
-    train = ev.resumable_features(Path(a.train_features), len(train_idx),
+    work, train_work = Path(a.fid_work), Path(a.train_features)
+    check_stored(work / a.sampler, lambda: decoded(0, CHECK), extractor, "--seed, --samples, --ckpt")
+    check_stored(train_work, lambda: ev.read_subset(images, train_idx[:CHECK]), extractor, "image size and crop")
+    check_stored(work / "valid", lambda: ev.read_subset(images, valid_idx[:CHECK]), extractor, "image size and crop")
+    train = ev.resumable_features(train_work, len(train_idx),
                                   lambda s, e: ev.read_subset(images, train_idx[s:e]), extractor, TRAIN_CHUNK)[0]
     valid = ev.resumable_features(work / "valid", len(valid_idx),
                                   lambda s, e: ev.read_subset(images, valid_idx[s:e]), extractor, CHUNK)[0]
     samples = ev.resumable_features(work / a.sampler, a.samples, decoded, extractor, CHUNK)[0]
-    # the chunk folders carry no key: featurise a few images afresh, so features another model, seed
-    # or image size left there are caught rather than paired with this model's pictures
-    check_features(samples[:CHECK], extractor(decoded(0, CHECK)), f"{work / a.sampler} (--seed, --samples, --ckpt)")
-    check_features(train[:CHECK], extractor(ev.read_subset(images, train_idx[:CHECK])),
-                   f"{a.train_features} (image size and crop)")
-    check_features(valid[:CHECK], extractor(ev.read_subset(images, valid_idx[:CHECK])),
-                   f"{work / 'valid'} (image size and crop)")
     s_idx, s_dist = nearest(samples, train)
     _, v_dist = nearest(valid, train)
 
