@@ -15,9 +15,9 @@ model that copies puts its samples much nearer the training set than unseen face
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
