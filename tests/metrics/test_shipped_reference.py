@@ -82,3 +82,35 @@ def test_the_128px_file_holds_the_protocol_statistics_and_is_chosen_for_128px(ce
     assert same_data == {k: v for k, v in fid.load_reference(SHIPPED)[2].items() if k != "image_size"}
     wanted = ev.wanted_protocol(open_dataset(celeba_root), "train", 0, RunConfig.load("celeba128"), fid.inception_identity())
     assert ev.committed_reference(wanted) == shipped128
+
+
+def test_a_given_reference_file_counts_its_own_images_so_only_the_size_is_refused(celeba_root):
+    import pytest
+
+    from facevae.errors import FacevaeError
+
+    ds, cfg = open_dataset(celeba_root), RunConfig.load("celeba128")
+    opts = ev._protocol_default(ds, cfg, _extractor(), ev.EvalOptions(fid_samples=2000, fid_reference_stats=SHIPPED))
+    assert opts.fid_reference_images == 0  # the file covers the whole train split, not --fid-samples of it
+    with pytest.raises(FacevaeError, match=r"\(stored vs wanted: image_size: 64 vs 128\): drop the option"):
+        ev._committed_references(ds, cfg, _extractor(), opts)
+
+
+def test_cli_refuses_the_64px_file_for_celeba128_naming_image_size_only(celeba_root, inception, monkeypatch,
+                                                                        capsys, tmp_path):
+    import sys
+
+    import pytest
+
+    from facevae.cli import main
+
+    monkeypatch.setattr(ev, "load_images", lambda *a, **k: pytest.fail("work started before the reference was checked"))
+    monkeypatch.setattr(sys, "argv", ["facevae", "evaluate", "--model", "celeba128", "--data", str(celeba_root),
+                                      "--out", str(tmp_path / "e"), "--fid-reference-stats", str(SHIPPED),
+                                      "--device", "cpu", "--no-progress"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --fid-reference-stats {SHIPPED} does not match") and "\n" not in err
+    assert "(stored vs wanted: image_size: 64 vs 128)" in err and "count" not in err

@@ -24,7 +24,8 @@ def evaluate(
     fid_reference_images: Optional[int] = typer.Option(
         None, "--fid-reference-images", min=0,
         help="Reference images for sample FID (seeded subset); 0 = the whole split; default: the whole split "
-             "when shipped statistics cover it (mini-CelebA), else as many as --fid-samples."),
+             "when shipped statistics cover it (mini-CelebA) or as many as --fid-reference-stats covers, else as many "
+             "as --fid-samples."),
     fid_reference_stats: Optional[Path] = typer.Option(
         None, "--fid-reference-stats",
         help="Committed reference statistics (.npz from tools/fid_reference.py) to use for sample FID; refused unless "

@@ -454,10 +454,17 @@ def _protocol_default(ds: FaceDataset, cfg: RunConfig, extractor: fid.InceptionF
 
     The protocol scores samples against every image of the split; a shipped file makes that
     free, while computing it for the full CelebA (162,770 images) would cost hours on a CPU.
+    A file given with --fid-reference-stats says itself how many images it covers.
     """
-    if opts.fid_reference_images is not None or opts.fid_reference_stats is not None:
+    if opts.fid_reference_images is not None:
         return opts
-    ds.split_indices(opts.fid_reference_split, flag="--fid-reference")
+    split = ds.split_indices(opts.fid_reference_split, flag="--fid-reference")
+    if opts.fid_reference_stats is not None:
+        # its own count, so that a refusal names only what really differs (image size, crop, ...)
+        count = (fid.reference_protocol_of(opts.fid_reference_stats) or {}).get("count")
+        if not isinstance(count, int):
+            return opts  # unreadable: committed_reference says so
+        return replace(opts, fid_reference_images=0 if count == len(split) else count)
     whole = wanted_protocol(ds, opts.fid_reference_split, 0, cfg, extractor.identity)
     return replace(opts, fid_reference_images=0) if committed_reference(whole) is not None else opts
 
