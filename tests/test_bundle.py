@@ -70,3 +70,14 @@ def test_no_shipped_file_belongs_to_no_bundled_model():
 def test_torch_hub_offers_each_bundled_model_by_its_name(name):
     hub = torch.hub.load(str(REPO), name, source="local", device="cpu")
     assert hub.checkpoint.source == f"bundled {name}"
+
+
+@pytest.mark.parametrize("name", BUNDLED_NAMES)
+def test_each_bundled_model_ships_measurements_taken_on_its_own_weights(name):
+    """Replacing a bundle drops its metrics file: this catches a bundle shipped before it was measured again."""
+    import json
+
+    shipped = json.loads((PRETRAINED / f"{name}.metrics.json").read_text())
+    assert shipped["weights_id"] == facevae.load(name, device="cpu").weights_id
+    assert {"FID-10k, GMM-10 sampler", "FID-10k, prior N(0, I)", "FID-10k, reconstructions"} <= \
+        {m["name"] for m in shipped["metrics"]}

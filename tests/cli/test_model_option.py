@@ -104,3 +104,23 @@ def test_sample_with_model_draws_what_the_default_draws(tmp_path):
         assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "default.png") as a, Image.open(tmp_path / "named.png") as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_celeba128_by_model_or_ckpt_name_draws_the_same_128px_faces(tmp_path):
+    for name, extra in (("model.png", ["--model", "celeba128"]), ("ckpt.png", ["--ckpt", "celeba128"]),
+                        ("c64.png", ["--model", "celeba64"])):
+        result = CliRunner().invoke(app, ["sample", "--n", "4", "--seed", "1", "--out", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "model.png") as a, Image.open(tmp_path / "ckpt.png") as b, \
+            Image.open(tmp_path / "c64.png") as c:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert a.width >= 2 * 128 and a.width > 1.9 * c.width  # the same grid of faces twice as large
+
+
+def test_export_of_celeba128_writes_its_card(tmp_path):
+    from facevae.modelfiles.checkpoint import load_model
+
+    result = CliRunner().invoke(app, ["export", "--model", "celeba128", "--out", str(tmp_path / "hub")])
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "128x128" in card and load_model("celeba128").weights_id in card
