@@ -124,3 +124,15 @@ def test_export_of_celeba128_writes_its_card(tmp_path):
     assert result.exit_code == 0, result.output
     card = (tmp_path / "hub" / "README.md").read_text()
     assert "128x128" in card and load_model("celeba128").weights_id in card
+
+
+def test_celeba128_gif_keeps_its_faces_at_128px_where_64px_ones_are_doubled(tmp_path):
+    heights = {}
+    for name in ("celeba64", "celeba128"):
+        gif = tmp_path / f"{name}.gif"
+        result = CliRunner().invoke(app, ["interpolate", "--model", name, "--seed", "0", "--steps", "3",
+                                          "--out", str(tmp_path / f"{name}.png"), "--gif", str(gif)])
+        assert result.exit_code == 0, result.output
+        with Image.open(gif) as im:
+            heights[name] = im.height
+    assert 128 <= heights["celeba128"] < 160 and 128 <= heights["celeba64"] < 160  # one row of faces and its padding

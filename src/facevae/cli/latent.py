@@ -150,7 +150,8 @@ def interpolate(
     written = [str(out)]
     if gif is not None:
         grids = [make_grid(f, nrow=len(f)) for f in faces]
-        frames = [resize(g, g.shape[1] * max(2, scale)) for g in grids]  # 64 px faces are too small to watch
+        # faces under 128 px are too small to watch: doubled; 128 px ones are left as they are
+        frames = [resize(g, g.shape[1] * max(scale, 2 if vae.image_size < 128 else 1)) for g in grids]
         # linger on both ends of the path: the faces being joined
         save_gif(pingpong(frames), gif, fps=fps, hold={0: 3, steps - 1: 3})
         written.append(f"{gif} ({2 * steps - 2} frames)")
