@@ -136,3 +136,14 @@ def test_celeba128_gif_keeps_its_faces_at_128px_where_64px_ones_are_doubled(tmp_
         with Image.open(gif) as im:
             heights[name] = im.height
     assert 128 <= heights["celeba128"] < 160 and 128 <= heights["celeba64"] < 160  # one row of faces and its padding
+
+
+def test_a_small_photo_for_celeba128_is_enlarged_with_a_note_on_stderr(tmp_path):
+    photo = tmp_path / "small.png"  # the crop takes 148/178 of it: 83 px, enough for celeba64, not for celeba128
+    Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(photo)
+    result = facevae("reconstruct", "--model", "celeba128", "--images", photo, "--no-align", "--out", tmp_path / "r.png")
+    assert result.returncode == 0, result.stderr
+    assert (f"note: {photo}: the square the model takes from the 100x100 photo is only 83 pixels across: "
+            "it is enlarged to 128x128 for this 128 px model") in result.stderr
+    quiet = facevae("reconstruct", "--model", "celeba64", "--images", photo, "--no-align", "--out", tmp_path / "q.png")
+    assert quiet.returncode == 0 and "note:" not in quiet.stderr  # 83 px covers celeba64's 64

@@ -420,7 +420,7 @@ def test_a_64px_upload_on_a_128px_model_is_enlarged_with_a_note(tmp_path):
 
 
 def test_an_aligned_photo_is_warned_about_its_face_size_only():
-    from facevae.web.upload import photo_notes
+    from facevae.data.photos import photo_notes
 
     assert photo_notes(640, 360, 300, 128, aligned=True) == []  # landscape, but the landmarks place the face
     small = photo_notes(640, 480, 40, 128, aligned=True)  # a 40 px face in a group photo

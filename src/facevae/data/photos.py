@@ -27,6 +27,7 @@ from facevae.errors import FacevaeError
 
 Photo = Union[str, Path, bytes, Image.Image]
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+WIDE, TALL = 1.0, 0.55  # width / height beyond which the centered crop is likely to cut or shrink the face
 NOT_ALIGNED = "note: photos are centre-cropped, not aligned: pip install 'facevae[align]' to align them"
 _noted = False  # NOT_ALIGNED is said once per process, not once per photo
 
@@ -102,3 +103,36 @@ def resolve_align(align: bool | None, face: int | None = None) -> bool:
         _noted = True
         print(NOT_ALIGNED, file=sys.stderr)
     return False
+
+
+def photo_notes(width: int, height: int, side: float, size: int, aligned: bool = False) -> list[str]:
+    """Warnings (not refusals) for a photo the CelebA crop will serve badly; [] for a CelebA-like portrait.
+
+    `side` is the photo's pixels across the square the model took (`prepared_photo`), `size`
+    the model's input size. An `aligned` photo is placed by its landmarks, so only its
+    resolution can be wrong, never where the crop falls.
+    """
+    notes = []
+    if side < size:  # e.g. a 64 px photo for a 128 px model, or a small face in a group photo
+        # an aligned photo's side is the face the landmarks measured; otherwise it is only the centre crop
+        what = (f"the face spans only {side:.0f} pixels of the {width}x{height} photo" if aligned
+                else f"the square the model takes from the {width}x{height} photo is only {side:.0f} pixels across")
+        notes.append(f"{what}: it is enlarged to {size}x{size} for this {size} px model, so it comes out blurred.")
+    if aligned:
+        return notes
+    if width / height > WIDE:
+        notes.append(f"a landscape photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
+                     "which is likely to cut the face or show it small (a ghost face). Crop the photo to a "
+                     "portrait around the face first.")
+    elif width / height < TALL:
+        notes.append(f"a very tall photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
+                     "so the face may be cut off. Crop the photo to a portrait around the face first.")
+    return notes
+
+
+def prepared_photo_notes(source: Photo, size: int, crop: int, align: bool = False,
+                         face: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """(`photo_array`'s array, `photo_notes` for it): the photo opened once for both."""
+    img = open_photo(source)
+    x, side = prepared_photo(img, size, crop, align, face)
+    return x, photo_notes(*img.size, side, size, aligned=align)

@@ -5,6 +5,7 @@ Each task takes a loaded `FaceVAE` (or anything `facevae.load` takes, loaded onc
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -12,7 +13,7 @@ import torch
 
 from facevae.api import FaceVAE, load
 from facevae.data import open_dataset
-from facevae.data.photos import photo_array, resolve_align
+from facevae.data.photos import prepared_photo_notes, resolve_align
 from facevae.errors import FacevaeError
 
 ModelLike = Union[FaceVAE, str, Path, None]
@@ -42,23 +43,30 @@ def generate(model: ModelLike = None, *, n: int = 64, seed: int = 0, temperature
 
 
 def read_images(paths: Sequence[str | Path], size: int, crop: int, align: bool | None = None,
-                face: int | None = None) -> torch.Tensor:
+                face: int | None = None, notes: bool = True) -> torch.Tensor:
     """Photos as uint8 (N, 3, size, size), read like every user photo (`data/photos.py`).
 
     `align` None aligns each face to the CelebA template when the align extra is installed;
-    `face` picks the face in each photo (0 the largest).
+    `face` picks the face in each photo (0 the largest). With `notes`, a photo the crop serves
+    badly (too small for the model, landscape) gets the web page's note on stderr.
     """
     if not paths:
         raise FacevaeError("no images given: pass --images FILE (repeatable)")
     align = resolve_align(align, face)
-    return torch.stack([torch.from_numpy(photo_array(p, size, crop, align, face)) for p in paths])
+    faces = []
+    for path in paths:
+        x, said = prepared_photo_notes(path, size, crop, align, face)
+        for note in said if notes else ():
+            print(f"note: {path}: {note}", file=sys.stderr)
+        faces.append(torch.from_numpy(x))
+    return torch.stack(faces)
 
 
 def first_images(data: str | Path, split: str, n: int, size: int, crop: int) -> torch.Tensor:
     """The first `n` images of a split, read straight from the files (no cache build for a handful)."""
     ds = open_dataset(data)
     idx = ds.split_indices(split)[:n]
-    return read_images(ds.paths(idx), size, crop, align=False)  # CelebA's files are aligned already
+    return read_images(ds.paths(idx), size, crop, align=False, notes=False)  # CelebA's files: aligned, CelebA-shaped
 
 
 def input_faces(vae: FaceVAE, images: Sequence[str | Path] = (), data: str | Path | None = None,

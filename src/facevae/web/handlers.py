@@ -18,9 +18,9 @@ from PIL import Image
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
-from facevae.data.photos import prepared_photo, resolve_align
+from facevae.data.photos import photo_notes, prepared_photo, resolve_align
 from facevae.web.explorer import Explorer
-from facevae.web.upload import photo_notes, read_upload
+from facevae.web.upload import read_upload
 
 N_FACES = 12
 FILES_KEEP = 64  # named PNGs and GIFs kept on disk for download; older ones are deleted

@@ -16,7 +16,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # also Gradio's max_file_size, so big files
 MAX_UPLOAD_PIXELS = 40_000_000  # a small file can still decode to a huge image
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 CELEBA_ASPECT = 178 / 218  # width / height of the aligned CelebA images the model learned from
-WIDE, TALL = 1.0, 0.55  # width / height beyond which the centered crop is likely to cut or shrink the face
 _UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
@@ -50,28 +49,3 @@ def _probe(data: bytes) -> tuple[str, tuple[int, int]]:
         raise FacevaeError("the upload is not an image (its content is not JPEG, PNG, WebP or another "
                            "picture format, whatever its name says): choose a face photo") from None
     return fmt, size
-
-
-def photo_notes(width: int, height: int, side: float, size: int, aligned: bool = False) -> list[str]:
-    """Warnings (not refusals) for a photo the CelebA crop will serve badly; [] for a CelebA-like portrait.
-
-    `side` is the photo's pixels across the square the model took (`prepared_photo`), `size`
-    the model's input size. An `aligned` photo is placed by its landmarks, so only its
-    resolution can be wrong, never where the crop falls.
-    """
-    notes = []
-    if side < size:  # e.g. a 64 px photo for a 128 px model, or a small face in a group photo
-        # an aligned photo's side is the face the landmarks measured; otherwise it is only the centre crop
-        what = (f"the face spans only {side:.0f} pixels of the {width}x{height} photo" if aligned
-                else f"the square the model takes from the {width}x{height} photo is only {side:.0f} pixels across")
-        notes.append(f"{what}: it is enlarged to {size}x{size} for this {size} px model, so it comes out blurred.")
-    if aligned:
-        return notes
-    if width / height > WIDE:
-        notes.append(f"a landscape photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
-                     "which is likely to cut the face or show it small (a ghost face). Crop the photo to a "
-                     "portrait around the face first.")
-    elif width / height < TALL:
-        notes.append(f"a very tall photo ({width}x{height}): only the middle {side:.0f}x{side:.0f} square is used, "
-                     "so the face may be cut off. Crop the photo to a portrait around the face first.")
-    return notes
