@@ -180,4 +180,4 @@ def test_the_celeba128_sigma_config_is_the_bundled_celeba128_recipe():
     assert (shipped.model, shipped.loss, shipped.data) == (bundled.model, bundled.loss, bundled.data)
     differ = {f.name for f in dataclasses.fields(shipped.train)
               if getattr(shipped.train, f.name) != getattr(bundled.train, f.name)}
-    assert differ == {"epochs", "max_steps", "ckpt_every"}  # 20 epochs, where the bundle counted 7,515 steps
+    assert differ == {"epochs", "max_steps", "ckpt_every"}  # 20 epochs, where the bundle counted 15,000 steps

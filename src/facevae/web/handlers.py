@@ -18,7 +18,7 @@ from PIL import Image
 
 from facevae.errors import FacevaeError
 from facevae.io import atomic_write
-from facevae.data.photos import photo_notes, prepared_photo, resolve_align
+from facevae.data.photos import prepared_photo_notes, resolve_align
 from facevae.web.explorer import Explorer
 from facevae.web.upload import read_upload
 
@@ -104,10 +104,10 @@ class Handlers:
         img = read_upload(data)
         size, crop = self.ex.image_size, self.ex.cfg.data.crop
         align = resolve_align(self.align)
-        x, side = prepared_photo(img, size, crop, align)
+        x, said = prepared_photo_notes(img, size, crop, align)
         mu = self.ex.encode(x)
         state, chosen, edited, *zeros = self._set_base(state or _empty(), mu)
-        notes = " ".join(n[0].upper() + n[1:] for n in photo_notes(*img.size, side, size, aligned=align))
+        notes = " ".join(n[0].upper() + n[1:] for n in said)
         return (notes, np.ascontiguousarray(x.transpose(1, 2, 0)), chosen, state, chosen, edited, *zeros)
 
     def example(self, state: State | None, index: int) -> tuple:
