@@ -5,8 +5,8 @@
     python benchmarks/sharp_search.py score --row bundled ...      # the bundled model as it ships
     python benchmarks/sharp_search.py table --results docs/results_sharp.jsonl
 
-probe: seconds per step of every row on this machine while it is idle (median of 8 steps on random
-       codes), into runs/sharp/rates.json.
+probe: seconds per step of every row (or of --rows) on this machine while it is idle (median of 8
+       steps on random codes), into runs/sharp/rates.json.
 run:   the row of benchmarks/sharp_recipes.yaml fine-tuned from the bundled model into runs/sharp/ROW
        for --minutes of training at the probed rate: max_steps = minutes x 60 / (s per step), so a
        row that shares the machine with other work still gets the steps an idle machine gives in
@@ -59,14 +59,15 @@ def probe(a) -> None:
     from facevae.modelfiles.decoders import build_decoder
 
     vae = facevae.load(device="cpu", decoder="likelihood")
-    rates = {}
-    for name in recipes():
+    path = ROOT / "rates.json"
+    rates = json.loads(path.read_text()) if path.is_file() else {}
+    for name in a.rows.split(",") if a.rows else recipes():
         cfg = row_config(name)
         decoder = build_decoder(cfg) if cfg.sharp.decoder_widths else copy.deepcopy(vae.model.decoder)
         rates[name] = round(seconds_per_step(cfg, decoder, 8, cfg.train.batch_size), 4)
         print(name, rates[name], flush=True)
     ROOT.mkdir(parents=True, exist_ok=True)
-    (ROOT / "rates.json").write_text(json.dumps(rates, indent=1))
+    path.write_text(json.dumps(rates, indent=1))
 
 
 def run(a) -> None:
@@ -176,7 +177,8 @@ def _steps(run_dir: Path) -> int | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="verb", required=True)
-    sub.add_parser("probe")
+    p = sub.add_parser("probe")
+    p.add_argument("--rows", default="", help="comma-separated rows to (re)probe; the others keep their rates")
     r = sub.add_parser("run")
     r.add_argument("--row", required=True, choices=sorted(recipes()))
     r.add_argument("--minutes", type=float, required=True)
