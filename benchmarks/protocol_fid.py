@@ -8,7 +8,8 @@ and rounded to 8 bits as a PNG would be, against the committed Inception statist
 24,012 mini-CelebA train images (crop 148, 64x64; pretrained/fid), and against the 780
 valid images as a memorisation check. The name `reconstructions` in --samplers scores the
 model's reconstructions (posterior means decoded) of N seeded train images instead: no latent
-sampler decoded by the same network can be expected to beat it by much. Features are saved
+sampler decoded by the same network can be expected to beat it by much. --decoder sharp draws
+every image with the model's fine-tuned sharp decoder instead of its own. Features are saved
 per chunk of 500 images under --work, so a killed run continues where it stopped when given
 the same command; the wall time reported is the sum over the chunks actually computed.
 """
@@ -28,6 +29,7 @@ from facevae.metrics.recon import reconstruct_uint8
 from facevae.tasks import evaluate as ev
 from facevae.modelfiles.samplers import get_sampler
 from facevae.modelfiles.checkpoint import load_model
+from facevae.modelfiles.decoders import load_sharp_decoder
 
 CHUNK = 500
 RECONSTRUCTIONS = "reconstructions"
@@ -61,6 +63,13 @@ def emit(row: dict, results: str | None) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def drawing_model(loaded, decoder: str):
+    """The model drawing with its own decoder ("likelihood") or with its fine-tuned one ("sharp")."""
+    if decoder == "likelihood":
+        return loaded.model
+    return loaded.model.with_decoder(load_sharp_decoder(loaded, required=True)[0])
+
+
 def train_reference(ds, cfg, extractor, explicit: str | None) -> Path:
     """The committed statistics of all train images at the model's size and crop (a mismatch names its field)."""
     wanted = ev.wanted_protocol(ds, "train", 0, cfg, extractor.identity)
@@ -89,10 +98,13 @@ def main() -> None:
     ap.add_argument("--work", required=True)
     ap.add_argument("--results", default=None, help="JSONL file each sampler's row is appended to")
     ap.add_argument("--label", default="bundled")
+    # likelihood by default, so a committed row's command reproduces it after a sharp decoder ships
+    ap.add_argument("--decoder", default="likelihood", choices=("likelihood", "sharp"),
+                    help="the decoder that draws the images: the model's own, or its fine-tuned sharp one")
     a = ap.parse_args()
     dev = torch.device("cpu")
     loaded = load_model(a.ckpt, dev)
-    model, cfg = loaded.model, loaded.config
+    model, cfg = drawing_model(loaded, a.decoder), loaded.config
     extractor = fid.InceptionFeatures(device=dev)
     ds = open_dataset(a.data, cfg.data.val_fraction)
     reference = train_reference(ds, cfg, extractor, a.reference)
@@ -110,7 +122,7 @@ def main() -> None:
             decoded = samples_of(model, get_sampler(loaded, name=name, data=a.data, device=dev, progress=False),
                                  a.samples, a.seed, dev)
         feats, spent = ev.resumable_features(work / name, a.samples, decoded, extractor, CHUNK)
-        row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": name,
+        row = {"model": a.label, "weights_sha1": loaded.weights_id, "decoder": a.decoder, "sampler": name,
                "samples": a.samples, "seed": a.seed,
                "fid_train_all": round(ev.fid_to_reference(feats, mu_ref, sigma_ref), 2),
                "reference": {"file": reference.name, "count": protocol["count"], "split": protocol["split"]},
