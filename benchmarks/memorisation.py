@@ -31,7 +31,7 @@ from facevae.tasks import evaluate as ev
 from facevae.viz.grid import pairs_grid, save_image
 from facevae.viz.plots import save_figure, subplots
 
-from protocol_fid import CHUNK, emit, samples_of  # noqa: E402  (benchmarks/ is the script's folder)
+from protocol_fid import CHUNK, drawing_model, emit, samples_of  # noqa: E402  (benchmarks/ is the script's folder)
 
 TRAIN_CHUNK = 1000  # tools/fid_reference.py's chunk
 PICTURE = 64
@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--picture", required=True, help="PNG: 64 samples above their nearest train images")
     ap.add_argument("--results", default=None, help="JSONL file the row is appended to")
     ap.add_argument("--label", default="model")
+    ap.add_argument("--decoder", default="likelihood", choices=("likelihood", "sharp"),
+                    help="the decoder that drew the samples: as given to protocol_fid.py")
     a = ap.parse_args()
     dev = torch.device("cpu")
     loaded = load_model(a.ckpt, dev)
@@ -84,10 +86,10 @@ def main() -> None:
     ds = open_dataset(a.data, loaded.config.data.val_fraction)
     images = load_images(ds, loaded.config, progress=False)
     train_idx, valid_idx = ds.split_indices("train"), ds.split_indices("valid")
-    decoded = samples_of(loaded.model, get_sampler(loaded, name=a.sampler, data=a.data, device=dev, progress=False),
-                         a.samples, a.seed, dev)
+    sampler = get_sampler(loaded, name=a.sampler, data=a.data, device=dev, progress=False)
+    decoded = samples_of(drawing_model(loaded, a.decoder), sampler, a.samples, a.seed, dev)
     work, train_work = Path(a.fid_work), Path(a.train_features)
-    check_stored(work / a.sampler, lambda: decoded(0, CHECK), extractor, "--seed, --samples, --ckpt")
+    check_stored(work / a.sampler, lambda: decoded(0, CHECK), extractor, "--seed, --samples, --ckpt, --decoder")
     check_stored(train_work, lambda: ev.read_subset(images, train_idx[:CHECK]), extractor, "image size and crop")
     check_stored(work / "valid", lambda: ev.read_subset(images, valid_idx[:CHECK]), extractor, "image size and crop")
     train = ev.resumable_features(train_work, len(train_idx),
@@ -102,7 +104,7 @@ def main() -> None:
     neighbours = ev.read_subset(images, train_idx[s_idx[:PICTURE]])
     save_image(pairs_grid(shown.float() / 255, neighbours.float() / 255), a.picture)
     hist = histogram(s_dist, v_dist, a.sampler, Path(a.picture).with_name(Path(a.picture).stem + "_hist.png"))
-    row = {"model": a.label, "weights_sha1": loaded.weights_id, "sampler": a.sampler, "seed": a.seed,
+    row = {"model": a.label, "weights_sha1": loaded.weights_id, "decoder": a.decoder, "sampler": a.sampler, "seed": a.seed,
            "image_size": loaded.config.model.image_size, "train_images": len(train),
            "samples": distance_summary(s_dist), "valid": distance_summary(v_dist),
            # the share of samples nearer a train image than 99% of unseen faces are: about 0.01 without copying
