@@ -14,6 +14,8 @@ a=$(sed -n 1p <<< "$valid"); b=$(sed -n 10p <<< "$valid")
 facevae sample --n 64 --seed 0 --out $out/samples_prior.png
 facevae sample --n 64 --seed 0 --sampler gmm --out $out/samples_gmm.png
 facevae sample --n 64 --seed 0 --sampler diffusion --out $out/samples_diffusion.png
+# the same draws through the model's own decoder, beside the sharp one's (README, top)
+facevae sample --n 64 --seed 0 --sampler gmm --decoder likelihood --out $out/samples_gmm_likelihood.png
 facevae edit --data "$data" --split valid --n 6 --attribute Smiling --strengths -3,-1.5,0,1.5,3 --out $out/edit_smiling.png
 facevae edit --data "$data" --split valid --n 6 --attribute Eyeglasses --strengths -3,-1.5,0,1.5,3 --out $out/edit_eyeglasses.png
 facevae edit --data "$data" --split valid --n 6 --attribute Smiling=1 --attribute Male=-1 --strengths 0,1,2,3 \
