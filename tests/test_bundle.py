@@ -92,3 +92,37 @@ def test_celeba64_draws_with_its_shipped_sharp_decoder_unless_told_otherwise():
     z = sharp.sample_latents(4, sampler="gmm", seed=0)
     assert not torch.allclose(sharp.decode(z), likelihood.decode(z), atol=1e-3)
     assert next(sharp.sharp_decoder.parameters()).dtype == torch.float32  # stored in fp16, drawn in fp32
+
+
+def test_the_shipped_sharp_decoder_records_the_step_it_was_trained_to():
+    from facevae.modelfiles.checkpoint import load_model
+    from facevae.modelfiles.decoders import sharp_decoder_step
+
+    assert sharp_decoder_step(load_model("celeba64")) > 0
+
+
+def test_an_exported_bundle_draws_with_the_same_sharp_decoder(tmp_path):
+    from facevae.modelfiles.pretrained import export
+
+    folder = export("celeba64", tmp_path / "hub")
+    exported, bundled = facevae.load(folder, device="cpu"), facevae.load("celeba64", device="cpu")
+    assert exported.decoder == "sharp" and exported.weights_id != bundled.weights_id  # float32 bytes, paired anew
+    z = bundled.sample_latents(3, sampler="prior", seed=1)
+    assert torch.allclose(exported.decode(z), bundled.decode(z), atol=1e-5)
+    assert "sharp_decoder.safetensors" in (folder / "README.md").read_text()
+
+
+def test_an_export_without_a_sharp_decoder_drops_the_one_an_earlier_export_left(tmp_path):
+    from facevae.modelfiles.pretrained import export
+
+    folder = export("celeba64", tmp_path / "hub")
+    export("celeba128", folder)
+    assert not (folder / "sharp_decoder.safetensors").exists()
+    assert facevae.load(folder, device="cpu").decoder == "likelihood"
+
+
+def test_save_pretrained_keeps_the_decoder_the_object_draws_with(tmp_path):
+    sharp = facevae.load(device="cpu").save_pretrained(tmp_path / "sharp")
+    likelihood = facevae.load(device="cpu", decoder="likelihood").save_pretrained(tmp_path / "likelihood")
+    assert facevae.load(sharp, device="cpu").decoder == "sharp"
+    assert facevae.load(likelihood, device="cpu").decoder == "likelihood"

@@ -28,12 +28,13 @@ from facevae.modelfiles.attributes import attribute_bank
 from facevae.modelfiles.checkpoint import Checkpoint, load_model
 from facevae.modelfiles.decoders import DECODERS, load_sharp_decoder
 from facevae.modelfiles.device import resolve_device
-from facevae.modelfiles.pretrained import resolve_source, save_pretrained
+from facevae.modelfiles.pretrained import carry_sharp_decoder, resolve_source, save_pretrained
 from facevae.modelfiles.samplers import get_sampler
 from facevae.models.forward import batched
 from facevae.models.posterior import DiagonalGaussian
 from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
+from facevae.runfolder import SHARP_DECODER
 
 Images = Union[torch.Tensor, Photo, Sequence[Photo]]
 MAX_TEMPERATURE = 3.0  # the page's cap: beyond it the prior's tails decode to noise
@@ -125,8 +126,14 @@ class FaceVAE:
         return self
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the Hub layout (`config.json` + `model.safetensors`) into `folder`; `load(folder)` reads it back."""
-        return save_pretrained(self.model, self.config, folder)
+        """Write the Hub layout (`config.json` + `model.safetensors`, and the sharp decoder where this object
+        draws with one) into `folder`; `load(folder)` reads it back."""
+        out = save_pretrained(self.model, self.config, folder)
+        if self.sharp_decoder is not None:
+            carry_sharp_decoder(self.checkpoint, out)
+        else:
+            (out / SHARP_DECODER).unlink(missing_ok=True)
+        return out
 
     def __repr__(self) -> str:
         return (f"FaceVAE({self.label}, {self.image_size}x{self.image_size}, {self.latent_dim}-d latent, "

@@ -6,6 +6,7 @@ is never paired with an encoder whose latents it has not seen.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +41,27 @@ def save_sharp_decoder(path: Path, cfg: RunConfig, decoder: torch.nn.Module, sou
                        dtype: torch.dtype | None = None) -> None:
     save_weights(path, cfg, decoder.state_dict(), {"format": FORMAT, "source": source_digest, "step": str(step)},
                  dtype=dtype)
+
+
+def sharp_decoder_step(ckpt: Checkpoint) -> int:
+    """The fine-tuning step the sharp decoder of `ckpt` was saved at (0 when its file does not say)."""
+    with safe_open(str(sharp_decoder_path(ckpt)), framework="pt") as f:
+        return int((f.metadata() or {}).get("step", 0))
+
+
+def pair_sharp_decoder(ckpt: Checkpoint, weights: Path) -> Path | None:
+    """Copy `ckpt`'s sharp decoder beside `weights` (the same network re-saved, e.g. exported) and pair it with them.
+
+    A sharp decoder names the digest of the weights file it draws for; a re-saved file has other
+    bytes, so the copy records the new file's digest. Returns the copy, or None where there is no sharp decoder.
+    """
+    loaded = load_sharp_decoder(ckpt)
+    if loaded is None:
+        return None
+    decoder, cfg = loaded
+    target = weights.with_name(SHARP_DECODER)
+    save_sharp_decoder(target, cfg, decoder, hashlib.sha1(weights.read_bytes()).hexdigest(), sharp_decoder_step(ckpt))
+    return target
 
 
 def load_sharp_decoder(ckpt: Checkpoint, required: bool = False) -> tuple[Decoder, RunConfig] | None:

@@ -22,7 +22,8 @@ from facevae.io import atomic_write_text
 from facevae.models.vae import VAE
 from facevae.modelfiles.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json,
                                           is_bundled_name, load_model, save_weights)
-from facevae.runfolder import RunFolder
+from facevae.modelfiles.decoders import pair_sharp_decoder
+from facevae.runfolder import SHARP_DECODER, RunFolder
 
 CARD = "README.md"
 BUNDLED_METRICS = "metrics.json"  # <name>.metrics.json beside a bundled model's weights: what was measured on it
@@ -63,7 +64,7 @@ def _download(repo_id: str) -> Path:
         raise FacevaeError(f"{repo_id} is no local folder, and downloading it from the Hub needs "
                            "huggingface_hub: pip install huggingface_hub") from None
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_JSON, WEIGHTS, CARD]))
+        return Path(snapshot_download(repo_id, allow_patterns=[CONFIG_JSON, WEIGHTS, CARD, SHARP_DECODER]))
     except Exception as e:  # the Hub client raises many kinds (network, auth, bad id); all mean "not reachable"
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ""
         raise FacevaeError(f"{repo_id} is no local path, and fetching it from the Hugging Face Hub failed{offline} "
@@ -77,18 +78,30 @@ def check_export_dir(folder: Path) -> None:
         raise FacevaeError(f"--out {folder} holds a training run: choose another folder for the exported model")
 
 
+def carry_sharp_decoder(ckpt: Checkpoint, folder: Path) -> None:
+    """Give an exported folder the sharp decoder `ckpt` draws with by default, paired with the exported weights.
+
+    A sharp decoder left there by an earlier export belongs to the weights just replaced, so it goes.
+    """
+    if pair_sharp_decoder(ckpt, folder / WEIGHTS) is None:
+        (folder / SHARP_DECODER).unlink(missing_ok=True)
+
+
 def export(ckpt: str | Path | None, out: str | Path) -> Path:
     """A run (or the bundled model) as a Hub folder with a model card; returns the folder."""
     out = Path(out).expanduser()
     check_export_dir(out)
     loaded = load_model(resolve_source(ckpt))
     save_pretrained(loaded.model, loaded.config, out)
+    carry_sharp_decoder(loaded, out)
     atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir,
-                                             bundled=loaded if loaded.is_bundled else None))
+                                             bundled=loaded if loaded.is_bundled else None,
+                                             sharp=(out / SHARP_DECODER).is_file()))
     return out
 
 
-def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None, bundled: Checkpoint | None = None) -> str:
+def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None, bundled: Checkpoint | None = None,
+               sharp: bool = False) -> str:
     """README.md for the Hub: front matter, then training data, config, metrics and licence.
 
     The metrics come from the run folder, or for the bundled model (`bundled`) from the
@@ -103,6 +116,9 @@ def model_card(model: VAE, cfg: RunConfig, run_dir: Path | None, bundled: Checkp
         f"A {'variational autoencoder' if m.kind == 'vae' else 'plain autoencoder'} for faces trained with "
         f"{_facevae_link()}, {params:,} parameters.", "",
         "```bash", "facevae sample --ckpt THIS_FOLDER --n 64 --out faces.png", "```", "",
+        *([f"`{SHARP_DECODER}` is a decoder fine-tuned for sharper faces on the same latents, with the "
+           "encoder frozen; it draws by default, and `--decoder likelihood` draws with the model's own.", ""]
+          if sharp else []),
         "## Training data", "",
         f"CelebA aligned faces (train partition), center crop {cfg.data.crop}, resized to "
         f"{m.image_size}x{m.image_size}{', random horizontal flips' if cfg.data.flip else ''}.", "",
