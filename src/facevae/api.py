@@ -34,7 +34,6 @@ from facevae.models.forward import batched
 from facevae.models.posterior import DiagonalGaussian
 from facevae.models.vae import VAE
 from facevae.sampling.base import Sampler
-from facevae.runfolder import SHARP_DECODER
 
 Images = Union[torch.Tensor, Photo, Sequence[Photo]]
 MAX_TEMPERATURE = 3.0  # the page's cap: beyond it the prior's tails decode to noise
@@ -129,10 +128,7 @@ class FaceVAE:
         """Write the Hub layout (`config.json` + `model.safetensors`, and the sharp decoder where this object
         draws with one) into `folder`; `load(folder)` reads it back."""
         out = save_pretrained(self.model, self.config, folder)
-        if self.sharp_decoder is not None:
-            carry_sharp_decoder(self.checkpoint, out)
-        else:
-            (out / SHARP_DECODER).unlink(missing_ok=True)
+        carry_sharp_decoder(self.checkpoint, out, sharp=self.sharp_decoder is not None)
         return out
 
     def __repr__(self) -> str:

@@ -78,12 +78,13 @@ def check_export_dir(folder: Path) -> None:
         raise FacevaeError(f"--out {folder} holds a training run: choose another folder for the exported model")
 
 
-def carry_sharp_decoder(ckpt: Checkpoint, folder: Path) -> None:
-    """Give an exported folder the sharp decoder `ckpt` draws with by default, paired with the exported weights.
+def carry_sharp_decoder(ckpt: Checkpoint, folder: Path, sharp: bool = True) -> None:
+    """Give an exported folder the sharp decoder `ckpt` draws with by default (unless `sharp` is False),
+    paired with the exported weights.
 
     A sharp decoder left there by an earlier export belongs to the weights just replaced, so it goes.
     """
-    if pair_sharp_decoder(ckpt, folder / WEIGHTS) is None:
+    if not sharp or pair_sharp_decoder(ckpt, folder / WEIGHTS) is None:
         (folder / SHARP_DECODER).unlink(missing_ok=True)
 
 
