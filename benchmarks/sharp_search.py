@@ -122,7 +122,8 @@ def score(a) -> None:
     recons = to_uint8(vae.reconstruct(valid.float() / 255))
     m = recon_metrics(valid, recons)
     row.update(psnr_valid_db=round(m["psnr_db"], 2), ssim_valid=round(m["ssim"], 4))
-    row.update(decoder_step=_steps(ROOT / a.row), steps_minutes=_training_time(ROOT / a.row), date=datetime.now(timezone.utc).isoformat(timespec="minutes"),
+    row.update(decoder_step=_steps(ROOT / a.row), steps_minutes=_training_time(ROOT / a.row),
+               date=datetime.now(timezone.utc).isoformat(timespec="minutes"),
                machine=f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
     picture = Path(a.pictures) / f"sharp_{a.row}.png"
     save_image(_picture(valid[:16], recons[:16], to_uint8(vae.decode(z[:16]))), picture)
@@ -157,7 +158,7 @@ def table(a) -> None:
           "PSNR valid (dB) | SSIM valid |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        # the step scored; rows scored before it was recorded read the decoder file, so score a row before training it further
+        # the step scored; older rows read the decoder file, so score a row before training it further
         steps = r.get("decoder_step") or _steps(ROOT / r["row"])
         spent = f"{steps} ({steps * rates[r['row']] / 60:.1f} min at {rates[r['row']]} s/step)" if steps else "-"
         print(f"| {r['row']} | {spent} | {r['fid_reconstructions_train_all']} / {r['fid_reconstructions_valid_780']} | "
