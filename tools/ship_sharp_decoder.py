@@ -19,7 +19,7 @@ import torch
 from facevae.errors import FacevaeError
 from facevae.modelfiles import BUNDLED_NAMES
 from facevae.modelfiles.checkpoint import load_model
-from facevae.modelfiles.decoders import load_sharp_decoder, save_sharp_decoder, sharp_decoder_path, sharp_decoder_step
+from facevae.modelfiles.decoders import resave_sharp_decoder, sharp_decoder_path
 
 
 def bundle_of(run):
@@ -37,9 +37,8 @@ def main() -> None:
     a = ap.parse_args()
     run = load_model(a.run)
     bundled = bundle_of(run)
-    decoder, cfg = load_sharp_decoder(run, required=True)
     target = sharp_decoder_path(bundled)
-    save_sharp_decoder(target, cfg, decoder, bundled.digest, step=sharp_decoder_step(run), dtype=torch.float16)
+    resave_sharp_decoder(run, target, bundled.digest, dtype=torch.float16, required=True)
     total = sum(p.stat().st_size for p in target.parent.glob("*.safetensors"))
     print(f"wrote {target} ({target.stat().st_size / 1e6:.2f} MB); bundle weights, samplers and decoders "
           f"{total / 1e6:.2f} MB")

@@ -234,8 +234,13 @@ def load_model(ckpt: str | Path | None = None, device: str | torch.device = "cpu
     bundled = path.resolve().parent == bundled_weights().resolve().parent
     step = meta.get("step")
     return Checkpoint(model.to(device).eval(), cfg, path, None if bundled else path.parent,
-                      hashlib.sha1(data).hexdigest(), bundled, int(step) if step is not None else None,
+                      weights_digest(data), bundled, int(step) if step is not None else None,
                       f"bundled {path.stem}" if bundled else str(ckpt))
+
+
+def weights_digest(data: bytes) -> str:
+    """What pairs a weights file with the files made for it (sharp decoders, sampler fits): the SHA-1 of its bytes."""
+    return hashlib.sha1(data).hexdigest()
 
 
 def _metadata(data: bytes) -> dict[str, str]:

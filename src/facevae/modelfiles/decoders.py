@@ -6,7 +6,6 @@ is never paired with an encoder whose latents it has not seen.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,19 +48,19 @@ def sharp_decoder_step(ckpt: Checkpoint) -> int:
         return int((f.metadata() or {}).get("step", 0))
 
 
-def pair_sharp_decoder(ckpt: Checkpoint, weights: Path) -> Path | None:
-    """Copy `ckpt`'s sharp decoder beside `weights` (the same network re-saved, e.g. exported) and pair it with them.
+def resave_sharp_decoder(ckpt: Checkpoint, target: Path, source_digest: str, dtype: torch.dtype | None = None,
+                         required: bool = False) -> bool:
+    """Save `ckpt`'s sharp decoder as `target`, paired with the weights whose digest is `source_digest`.
 
-    A sharp decoder names the digest of the weights file it draws for; a re-saved file has other
-    bytes, so the copy records the new file's digest. Returns the copy, or None where there is no sharp decoder.
+    For the same encoder's weights re-saved elsewhere (an export, a bundle): their file has other
+    bytes, so the copy names the new digest. False where `ckpt` has no sharp decoder.
     """
-    loaded = load_sharp_decoder(ckpt)
+    loaded = load_sharp_decoder(ckpt, required=required)
     if loaded is None:
-        return None
+        return False
     decoder, cfg = loaded
-    target = weights.with_name(SHARP_DECODER)
-    save_sharp_decoder(target, cfg, decoder, hashlib.sha1(weights.read_bytes()).hexdigest(), sharp_decoder_step(ckpt))
-    return target
+    save_sharp_decoder(target, cfg, decoder, source_digest, sharp_decoder_step(ckpt), dtype=dtype)
+    return True
 
 
 def load_sharp_decoder(ckpt: Checkpoint, required: bool = False) -> tuple[Decoder, RunConfig] | None:

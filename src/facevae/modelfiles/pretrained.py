@@ -21,8 +21,8 @@ from facevae.errors import FacevaeError
 from facevae.io import atomic_write_text
 from facevae.models.vae import VAE
 from facevae.modelfiles.checkpoint import (CHECKPOINT, CONFIG_JSON, WEIGHTS, Checkpoint, config_json,
-                                          is_bundled_name, load_model, save_weights)
-from facevae.modelfiles.decoders import pair_sharp_decoder
+                                          is_bundled_name, load_model, save_weights, weights_digest)
+from facevae.modelfiles.decoders import resave_sharp_decoder
 from facevae.runfolder import SHARP_DECODER, RunFolder
 
 CARD = "README.md"
@@ -78,14 +78,17 @@ def check_export_dir(folder: Path) -> None:
         raise FacevaeError(f"--out {folder} holds a training run: choose another folder for the exported model")
 
 
-def carry_sharp_decoder(ckpt: Checkpoint, folder: Path, sharp: bool = True) -> None:
+def carry_sharp_decoder(ckpt: Checkpoint, folder: Path, sharp: bool = True) -> bool:
     """Give an exported folder the sharp decoder `ckpt` draws with by default (unless `sharp` is False),
-    paired with the exported weights.
+    paired with the exported weights; True where it did.
 
     A sharp decoder left there by an earlier export belongs to the weights just replaced, so it goes.
     """
-    if not sharp or pair_sharp_decoder(ckpt, folder / WEIGHTS) is None:
+    carried = sharp and resave_sharp_decoder(ckpt, folder / SHARP_DECODER,
+                                             weights_digest((folder / WEIGHTS).read_bytes()))
+    if not carried:
         (folder / SHARP_DECODER).unlink(missing_ok=True)
+    return carried
 
 
 def export(ckpt: str | Path | None, out: str | Path) -> Path:
@@ -94,10 +97,9 @@ def export(ckpt: str | Path | None, out: str | Path) -> Path:
     check_export_dir(out)
     loaded = load_model(resolve_source(ckpt))
     save_pretrained(loaded.model, loaded.config, out)
-    carry_sharp_decoder(loaded, out)
+    sharp = carry_sharp_decoder(loaded, out)
     atomic_write_text(out / CARD, model_card(loaded.model, loaded.config, loaded.run_dir,
-                                             bundled=loaded if loaded.is_bundled else None,
-                                             sharp=(out / SHARP_DECODER).is_file()))
+                                             bundled=loaded if loaded.is_bundled else None, sharp=sharp))
     return out
 
 
